@@ -1,0 +1,3 @@
+"""ceo: CSC Electronic Office."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,180 @@
+"""Starting, joining and stopping the sandbox from outside it (the CLI and the test fixture)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .topology import HOMES, REPO, STATE
+
+PIDFILE = STATE / "supervisor.pid"
+CREATED = STATE.parent / ".sandbox-created"  # mount points `up` made on the machine, for `down`
+CLONE_NEWNS = 0x00020000
+
+
+class SandboxError(Exception):
+    pass
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie waiting for PID 1 to reap it counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def running_pid() -> int | None:
+    try:
+        pid = int(PIDFILE.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return None
+    return pid if b"sandbox.cluster" in cmdline and _alive(pid) else None
+
+
+def up() -> tuple[int, dict | None]:
+    """Bring the cluster up (or find it up). Returns (supervisor pid, timings or None if it was up)."""
+    pid = running_pid()
+    if pid:
+        return pid, None
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (it runs real daemons and a mount namespace)")
+    if STATE.exists():
+        shutil.rmtree(STATE)  # the remains of a cluster that died without `down`
+    STATE.mkdir(parents=True)
+    if not HOMES.exists():
+        HOMES.mkdir()
+        CREATED.write_text(f"{HOMES}\n")
+    read_fd, write_fd = os.pipe()
+    t0 = time.monotonic()
+    with open(STATE / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", sys.executable, "-m", "sandbox.cluster", str(write_fd)],
+            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(write_fd)
+    with os.fdopen(read_fd) as report:
+        line = report.readline()
+    total = time.monotonic() - t0
+    try:
+        result = json.loads(line)
+    except ValueError:
+        proc.wait()
+        raise SandboxError(f"the supervisor died during setup; see {STATE / 'supervisor.log'}:\n"
+                           + _tail(STATE / "supervisor.log"))
+    if "failed" in result:
+        proc.wait()
+        log = f"\n--- {result['log']} ---\n{result['tail']}" if result["log"] else ""
+        raise SandboxError(f"{result['failed']} failed: {result['why']}{log}")
+    PIDFILE.write_text(f"{proc.pid}\n")
+    timings = result["ready"]
+    timings["total"] = total
+    return proc.pid, timings
+
+
+def down() -> float | None:
+    """Stop everything `up` started and remove what it added. Returns seconds taken, None if it was down."""
+    t0 = time.monotonic()
+    pid = running_pid()
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    was_up = pid is not None or STATE.exists()
+    if STATE.exists():
+        shutil.rmtree(STATE)
+    if CREATED.exists():
+        for line in CREATED.read_text().split():
+            try:
+                Path(line).rmdir()
+            except OSError:
+                pass
+        CREATED.unlink()
+    return time.monotonic() - t0 if was_up else None
+
+
+def join(pid: int):
+    """Move this (single-threaded) process into the sandbox's mount namespace."""
+    cwd = os.getcwd()
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNS) != 0:
+            raise SandboxError(f"cannot enter the sandbox's namespace: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+    os.chdir(cwd)
+
+
+def user_env(user: str) -> dict:
+    """The environment of a shell inside the sandbox holding `user`'s Kerberos ticket."""
+    return {**os.environ, "KRB5CCNAME": f"FILE:{STATE / 'ccache' / user}",
+            "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+def nsenter(pid: int, user: str, argv: list[str]) -> int:
+    return subprocess.call(["nsenter", f"--mount=/proc/{pid}/ns/mnt", f"--wd={os.getcwd()}", *argv],
+                           env=user_env(user))
+
+
+def namespace_pids(pid: int) -> list[int]:
+    ns = os.readlink(f"/proc/{pid}/ns/mnt")
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/mnt") == ns:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def memory_mb(pid: int) -> float:
+    """Proportional set size of every process in the sandbox, in MB."""
+    total = 0
+    for p in namespace_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def probe_all() -> dict[str, bool]:
+    """Run every service's readiness probe (from inside the namespace)."""
+    from .cluster import PROBES
+
+    def check(item):
+        name, probe = item
+        try:
+            return name, bool(probe())
+        except Exception:
+            return name, False
+    with ThreadPoolExecutor(len(PROBES)) as pool:
+        return dict(pool.map(check, PROBES.items()))
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,151 @@
+"""The sandbox's seed data: principals and keytabs, LDAP entries, home directories, config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, LISTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
+                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, STATE, fqdn,
+                       password, seed_people)
+
+CROSS_REALM_PW = "sandbox-cross-realm"
+
+
+def keytabs_dir():
+    for host in HOSTS:
+        (STATE / "hosts" / host).mkdir(parents=True, exist_ok=True)
+
+
+def kadmin_batch() -> str:
+    """kadmin.local commands for our realm, run in one process (about 50 ms in all)."""
+    lines = [f"addprinc -pw {password(uid)} {uid}" for uid, *_ in seed_people()]
+    for host in HOSTS:
+        kt = STATE / "hosts" / host / "krb5.keytab"
+        lines += [f"addprinc -randkey host/{fqdn(host)}", f"addprinc -randkey ceod/{fqdn(host)}",
+                  f"ktadd -k {kt} host/{fqdn(host)} ceod/{fqdn(host)}"]
+    pa = fqdn("phosphoric-acid")
+    lines += [f"addprinc -randkey ldap/{pa}", f"ktadd -k {STATE}/hosts/phosphoric-acid/ldap.keytab ldap/{pa}",
+              "addprinc -randkey ceod/admin", "ktadd -k /etc/csc/ceod-admin.keytab ceod/admin",
+              f"addprinc -pw {CROSS_REALM_PW} krbtgt/{REALM}@{OTHER_REALM}"]
+    return "\n".join(lines) + "\n"
+
+
+def kadmin_other_batch() -> str:
+    """The foreign realm: one person, and the trust that lets its tickets reach our hosts."""
+    return (f"addprinc -pw {password('ctdalek')} ctdalek\n"
+            f"addprinc -pw {CROSS_REALM_PW} krbtgt/{REALM}@{OTHER_REALM}\n")
+
+
+def kinit(principal: str, pw: str, ccache: Path):
+    subprocess.run(["kinit", "-c", f"FILE:{ccache}", principal], input=pw + "\n", text=True,
+                   check=True, capture_output=True)
+
+
+def _entry(dn: str, attrs: list[tuple[str, object]]) -> str:
+    return "\n".join([f"dn: {dn}"] + [f"{k}: {v}" for k, v in attrs]) + "\n"
+
+
+def ldif() -> str:
+    people, groups = f"ou=People,{BASE_DN}", f"ou=Group,{BASE_DN}"
+    out = [
+        _entry(BASE_DN, [("objectClass", "dcObject"), ("objectClass", "organization"), ("dc", "csclub"),
+                         ("o", "Computer Science Club")]),
+        *(_entry(f"ou={ou},{BASE_DN}", [("objectClass", "organizationalUnit"), ("ou", ou)])
+          for ou in ("People", "Group", "SUDOers", "Services")),
+        *(_entry(f"cn=ceod/{fqdn(h)},ou=Services,{BASE_DN}",
+                 [("objectClass", "applicationProcess"), ("cn", f"ceod/{fqdn(h)}")]) for h in HOSTS),
+    ]
+
+    def account(uid, cn, number, kind, extra):
+        cls = "club" if kind == "club" else "member"
+        return _entry(f"uid={uid},{people}", [
+            ("objectClass", "top"), ("objectClass", "account"), ("objectClass", "posixAccount"),
+            ("objectClass", "shadowAccount"), ("objectClass", cls), ("uid", uid), ("cn", cn),
+            ("uidNumber", number), ("gidNumber", number), ("homeDirectory", f"{HOMES}/{uid}"),
+            ("loginShell", "/bin/bash"), *extra])
+
+    def group(cn, number, members):
+        return _entry(f"cn={cn},{groups}", [
+            ("objectClass", "top"), ("objectClass", "group"), ("objectClass", "posixGroup"),
+            ("cn", cn), ("gidNumber", number), *(("uniqueMember", f"uid={m},{people}") for m in members)])
+
+    for uid, cn, number, kind, terms, expire in seed_people():
+        extra = [("program", "MAT/Mathematics Computer Science")]
+        extra += [("nonMemberTerm" if kind == "clubrep" else "term", t) for t in terms]
+        if uid == "ctdalek":
+            extra.append(("position", "sysadmin"))
+        if expire is not None:
+            extra.append(("shadowExpire", expire))
+        out += [account(uid, cn, number, kind, extra), group(uid, number, [])]
+    for name, (gid, members) in SEED_GROUPS.items():
+        out.append(group(name, gid, members))
+    club, club_cn, club_number, club_members = SEED_CLUB
+    out += [account(club, club_cn, club_number, "club", []), group(club, club_number, club_members),
+            _entry(f"cn=%{club},ou=SUDOers,{BASE_DN}", [
+                ("objectClass", "top"), ("objectClass", "sudoRole"), ("cn", f"%{club}"),
+                ("sudoUser", f"%{club}"), ("sudoHost", "ALL"), ("sudoCommand", "ALL"),
+                ("sudoOption", "!authenticate"), ("sudoRunAsUser", club)])]
+    return "\n".join(out)
+
+
+SKEL = {
+    ".bashrc": "# ~/.bashrc: CSC default\n[ -z \"$PS1\" ] && return\nPS1='\\u@\\h:\\w\\$ '\n",
+    ".profile": "# ~/.profile: CSC default\n[ -f ~/.bashrc ] && . ~/.bashrc\n",
+    "www/index.html": "<p>This member has not made a web page yet.</p>\n",
+}
+
+
+def homes():
+    """The skeleton, and a home for every seeded account, as `members add` will make them."""
+    skel = HOMES / "skel"
+    for name, text in SKEL.items():
+        (skel / name).parent.mkdir(parents=True, exist_ok=True)
+        (skel / name).write_text(text)
+    accounts = [(uid, number) for uid, _, number, *_ in seed_people()] + [(SEED_CLUB[0], SEED_CLUB[2])]
+    for uid, number in accounts:
+        home = HOMES / uid
+        shutil.copytree(skel, home, dirs_exist_ok=True)
+        for path in [home, *home.rglob("*")]:
+            os.chown(path, number, number, follow_symlinks=False)
+        home.chmod(0o755)
+
+
+def write_ceo_config(etc: Path):
+    """/etc/csc as every sandbox host sees it: the inventory and ceo's own settings."""
+    shutil.copy(REPO / "hosts.ini", etc / "hosts.ini")
+    (etc / "ceo.ini").write_text(f"""\
+# Written by the ceo sandbox: settings for the ceo client and for ceo-helper on each host.
+[ceo]
+realm = {REALM}
+domain = {DOMAIN}
+
+[ldap]
+uri = ldap://{fqdn('phosphoric-acid')}
+ldapi = {STATE / 'ldap' / 'ldapi'}
+base = {BASE_DN}
+
+[kerberos]
+admin_principal = ceod/admin@{REALM}
+admin_keytab = /etc/csc/ceod-admin.keytab
+host_keytab = {STATE}/hosts/{{host}}/krb5.keytab
+
+[homes]
+base = {HOMES}
+skeleton = {HOMES}/skel
+
+[mailman]
+url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
+user = {MAILMAN_USER}
+password = {MAILMAN_PASS}
+lists = {' '.join(LISTS)}
+
+[smtp]
+host = {fqdn('mail')}
+port = 25
+
+[audit]
+file = {STATE}/audit.jsonl
+""")

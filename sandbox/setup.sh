@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything ceo and its sandbox cluster need on a Debian 12 machine (run as root):
+# the Debian daemons (none of them started: policy-rc.d), the client/helper virtualenv (.venv)
+# and Mailman's own virtualenv (.venv-mailman; its dependencies clash with ours).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Package scripts must never start system daemons on wildcard addresses.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+fi
+
+pkgs=(krb5-kdc krb5-admin-server krb5-user slapd ldap-utils libsasl2-modules-gssapi-mit
+      openssh-server openssh-client mariadb-server postgresql libkrb5-dev sudo
+      nslcd libnss-ldapd util-linux procps iproute2)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    # libnss-ldapd would otherwise offer to edit the machine's nsswitch.conf; the sandbox
+    # uses its own copy inside a private mount namespace.
+    echo 'libnss-ldapd libnss-ldapd/nsswitch multiselect' | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/ceo ] || [ setup.cfg -nt .venv/.stamp ]; then
+    [ -d .venv ] || "$py" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    touch .venv/.stamp
+fi
+if [ ! -x .venv-mailman/bin/mailman ] || [ sandbox/mailman-requirements.txt -nt .venv-mailman/.stamp ]; then
+    [ -d .venv-mailman ] || "$py" -m venv .venv-mailman
+    .venv-mailman/bin/pip install -q -r sandbox/mailman-requirements.txt
+    touch .venv-mailman/.stamp
+fi

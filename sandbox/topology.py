@@ -1,0 +1,76 @@
+"""The sandbox cluster's fixed facts: realm, hosts, addresses and the people seeded into it.
+
+Everything is on loopback addresses; names resolve only inside the sandbox's private mount
+namespace (its own /etc/hosts), so nothing global changes.
+"""
+
+import datetime
+import os
+from pathlib import Path
+
+from ceo import terms
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("CEO_SANDBOX_STATE", REPO / ".sandbox"))
+VENV = Path(os.environ.get("CEO_SANDBOX_VENV", REPO / ".venv"))
+MAILMAN_VENV = Path(os.environ.get("CEO_SANDBOX_MAILMAN_VENV", REPO / ".venv-mailman"))
+HELPER = VENV / "bin" / "ceo-helper"
+
+REALM = "CSCLUB.INTERNAL"
+OTHER_REALM = "OTHER.INTERNAL"  # a second realm that trusts ours, to prove foreign principals are refused
+DOMAIN = "csclub.internal"
+BASE_DN = "dc=csclub,dc=internal"
+HOMES = Path("/users")
+
+HOSTS = {
+    "phosphoric-acid": "127.0.0.2",
+    "coffee": "127.0.0.3",
+    "mail": "127.0.0.4",
+}
+KDC_ADDR = HOSTS["phosphoric-acid"]
+LDAP_ADDR = HOSTS["phosphoric-acid"]
+DB_ADDR = HOSTS["coffee"]
+MAIL_ADDR = HOSTS["mail"]
+MAILMAN_PORT = 8001
+MAILMAN_USER, MAILMAN_PASS = "restadmin", "restpass"
+LISTS = ["csc-general", "syscom", "syscom-alerts", "exec", "ceo"]
+
+
+def fqdn(host: str) -> str:
+    return f"{host}.{DOMAIN}"
+
+
+def password(uid: str) -> str:
+    """Seeded people's passwords (a sandbox, not a secret)."""
+    return f"{uid}-sandbox-pw"
+
+
+def seed_people(today: datetime.date | None = None):
+    """(uid, cn, uidNumber, kind, terms, extra) for everyone seeded; terms are relative to today."""
+    now = terms.current(today)
+    prev, prev2 = terms.add(now, -1), terms.add(now, -2)
+    return [
+        # uid        cn                 uidNumber kind     terms            shadowExpire
+        ("ctdalek", "Calum T. Dalek", 20001, "member", [prev, now], None),
+        ("ofstaff", "Office Staffer", 20002, "member", [now], None),
+        ("regular1", "Regular One", 20003, "member", [prev2, prev, now], None),
+        ("regular2", "Regular Two", 20004, "member", [now], None),
+        ("expired1", "Expired One", 20005, "member", [prev2], 1),
+        ("clubrep1", "Club Rep One", 20006, "clubrep", [now], None),
+    ]
+
+
+# group -> (gidNumber, members)
+SEED_GROUPS = {
+    "syscom": (10001, ["ctdalek"]),
+    "office": (10002, ["ctdalek", "ofstaff"]),
+    "staff": (10003, ["ctdalek"]),
+    "adm": (10004, ["ctdalek"]),
+    "src": (10005, ["ctdalek"]),
+    "cdrom": (10006, ["ctdalek", "ofstaff"]),
+    "audio": (10007, ["ctdalek", "ofstaff"]),
+    "video": (10008, ["ctdalek", "ofstaff"]),
+    "www": (10009, ["ctdalek", "ofstaff"]),
+    "exec": (10010, []),
+}
+SEED_CLUB = ("club1", "Club One", 30001, ["regular2", "clubrep1"])
