@@ -42,6 +42,14 @@ def cmd_status(args) -> int:
     return 0 if all(results.values()) else 1
 
 
+def cmd_leftovers(args) -> int:
+    found = control.leftovers()
+    for item in found:
+        print(item)
+    print(f"{len(found)} leftovers")
+    return 1 if found else 0
+
+
 def _need_pid() -> int:
     pid = control.running_pid()
     if not pid:
@@ -80,6 +88,7 @@ def main(argv=None) -> int:
     sub.add_parser("up", help="build and start the cluster (harmless if it is up)").set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop it and remove everything it added").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="probe every service").set_defaults(fn=cmd_status)
+    sub.add_parser("leftovers", help="list anything a stopped sandbox left behind").set_defaults(fn=cmd_leftovers)
     for name, fn, help_ in (("shell", cmd_shell, "a shell inside, with a Kerberos ticket"),
                             ("run", cmd_run, "run a command inside: run [--as USER] -- CMD..."),
                             ("env", cmd_env, "print exports for a shell outside the namespace")):

@@ -193,6 +193,9 @@ class Supervisor:
             d.mkdir(mode=0o755)
             shutil.chown(d, owner, owner if owner != "root" else "root")
         Path("/etc/csc").mkdir(exist_ok=True)
+        Path("/etc/ssh/ssh_config.d/ceo-sandbox.conf").write_text(
+            "# Written by the ceo sandbox: log in with Kerberos tickets, never delegate them.\n"
+            "Host *.csclub.internal\n    GSSAPIAuthentication yes\n    GSSAPIDelegateCredentials no\n")
         render("krb5.conf", Path("/etc/krb5.conf"), REALM=REALM, OTHER_REALM=OTHER_REALM,
                KDC=KDC_ADDR, DOMAIN=DOMAIN)
         render("nsswitch.conf", Path("/etc/nsswitch.conf"))
@@ -262,6 +265,9 @@ class Supervisor:
         key = h / "ssh_host_ed25519_key"
         if not key.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", fqdn(host), "-f", key])
+        pub = (h / "ssh_host_ed25519_key.pub").read_text().split()
+        with self.lock, open("/etc/ssh/ssh_known_hosts", "a") as known:
+            known.write(f"{fqdn(host)},{HOSTS[host]} {pub[0]} {pub[1]}\n")
         cfg = render("sshd_config", h / "sshd_config", FQDN=fqdn(host), ADDR=HOSTS[host], H=h, HELPER=HELPER)
         env = {"KRB5_KTNAME": f"FILE:{h}/krb5.keytab", "KRB5RCACHEDIR": str(h)}
         # Its own UTS namespace gives each host its name (strict GSSAPI acceptor check, helper).

@@ -18,6 +18,7 @@ from .topology import HOMES, REPO, STATE
 PIDFILE = STATE / "supervisor.pid"
 CREATED = STATE.parent / ".sandbox-created"  # mount points `up` made on the machine, for `down`
 CLONE_NEWNS = 0x00020000
+joined = False  # whether this process has moved into a sandbox's namespace
 
 
 class SandboxError(Exception):
@@ -120,6 +121,8 @@ def join(pid: int):
     finally:
         os.close(fd)
     os.chdir(cwd)
+    global joined
+    joined = True
 
 
 def user_env(user: str) -> dict:
@@ -178,3 +181,33 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def leftovers() -> list[str]:
+    """What a stopped sandbox would have left on the machine (empty when `down` was clean)."""
+    from .topology import HOSTS
+    found = []
+    out = subprocess.run(["ss", "-ltnuHp"], capture_output=True, text=True).stdout
+    addrs = set(HOSTS.values())
+    found += [f"listener: {line.split()[4]}" for line in out.splitlines()
+              if len(line.split()) > 4 and line.split()[4].rsplit(":", 1)[0] in addrs]
+    state = str(STATE).encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            daemon = cmd.split(bytes(1))[0].rsplit(b"/", 1)[-1] in (b"krb5kdc", b"kadmind", b"nslcd")
+            if (state in cmd or b"sandbox.cluster" in cmd or daemon) and _alive(int(entry)):
+                found.append(f"process {entry}: {cmd.replace(bytes(1), b' ').decode(errors='replace')[:100]}")
+    if "csclub.internal" in Path("/etc/hosts").read_text():
+        found.append("hosts entry in /etc/hosts")
+    if subprocess.run(["getent", "passwd", "ctdalek"], capture_output=True).returncode == 0:
+        found.append("user ctdalek resolves on the machine")
+    for path in ("/etc/sudoers.d/ceo", "/etc/csc", str(STATE), str(CREATED)):
+        if Path(path).exists():
+            found.append(f"file {path}")
+    if "ceo-sandbox" in Path("/proc/mounts").read_text():
+        found.append("a sandbox mount in the machine's namespace")
+    return found

@@ -1,0 +1,61 @@
+"""Shared fixtures: the sandbox cluster (real daemons), joined by the test process itself.
+
+The `cluster` fixture brings the sandbox up unless it already runs (a developer's), moves
+this process into its mount namespace, so names, NSS and /etc/krb5.conf are the cluster's,
+and stops it at the end only if it started it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sandbox import control, topology  # noqa: E402
+
+
+class Cluster:
+    state = topology.STATE
+    realm = topology.REALM
+    base_dn = topology.BASE_DN
+    hosts = {h: topology.fqdn(h) for h in topology.HOSTS}
+    addrs = dict(topology.HOSTS)
+
+    def ccache(self, user: str) -> str:
+        return f"FILE:{self.state / 'ccache' / user}"
+
+    def env(self, user: str | None, **extra) -> dict:
+        """A process environment holding `user`'s ticket (None: no ticket at all)."""
+        env = {**os.environ, **extra}
+        env["KRB5CCNAME"] = self.ccache(user) if user else f"FILE:{self.state / 'no-such-ccache'}"
+        env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+        return env
+
+    def run(self, argv, user: str | None = None, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("timeout", 60)
+        return subprocess.run(argv, env=self.env(user), **kw)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    pid, timings = control.up()
+    control.join(pid)
+    yield Cluster()
+    if timings is not None:
+        control.down()
+
+
+@pytest.fixture
+def as_user(monkeypatch, cluster):
+    """Point this process's own Kerberos library (paramiko, ldap3) at a user's ticket."""
+    def switch(user: str | None):
+        monkeypatch.setenv("KRB5CCNAME", cluster.env(user)["KRB5CCNAME"])
+    return switch

@@ -1,0 +1,216 @@
+"""The sandbox itself: every service real, reachable the way ceo will reach it, and locked down."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import smtplib
+import socket
+import uuid
+from email.message import EmailMessage
+
+import gssapi
+import paramiko
+import pytest
+
+HOSTS = ["phosphoric-acid", "coffee", "mail"]
+SSH = ["ssh", "-F", "/dev/null", "-o", "GSSAPIAuthentication=yes", "-o", "BatchMode=yes",
+       "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/etc/ssh/ssh_known_hosts",
+       "-o", "LogLevel=ERROR"]
+
+
+def hello(output: str) -> dict:
+    """The helper's first line; anything else on stdout would mean something else ran."""
+    lines = output.splitlines()
+    assert lines, "no output: the helper did not run"
+    return json.loads(lines[0])
+
+
+def paramiko_client(cluster, host: str, user: str) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.load_host_keys("/etc/ssh/ssh_known_hosts")
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(cluster.hosts[host], username=user, gss_auth=True, gss_kex=False, gss_deleg_creds=False,
+                   gss_trust_dns=False, look_for_keys=False, allow_agent=False, timeout=10)
+    return client
+
+
+# --- SSH: GSSAPI logins get the helper and nothing else ----------------------------------
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_openssh_login_runs_only_the_helper(cluster, host, tmp_path):
+    marker = tmp_path / "pwned"
+    proc = cluster.run(SSH + [f"regular1@{cluster.hosts[host]}", f"touch {marker}; echo shell"], "regular1")
+    assert proc.returncode == 0, proc.stderr
+    reply = hello(proc.stdout)
+    assert reply == {"hello": "ceo-helper", "caller": "regular1", "host": cluster.hosts[host], "euid": 0}
+    assert "shell" not in proc.stdout and not marker.exists()
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_paramiko_login_runs_only_the_helper(cluster, as_user, host):
+    as_user("ofstaff")
+    client = paramiko_client(cluster, host, "ofstaff")
+    try:
+        _, out, _ = client.exec_command("id; cat /etc/shadow")
+        reply = hello(out.read().decode())
+        assert reply["caller"] == "ofstaff" and reply["host"] == cluster.hosts[host]
+        assert out.channel.recv_exit_status() == 0
+        # An interactive shell is not on offer either: no pty, and the "shell" is the helper.
+        chan = client.get_transport().open_session()
+        with pytest.raises(paramiko.SSHException):
+            chan.get_pty()
+        chan = client.get_transport().open_session()
+        chan.invoke_shell()
+        assert hello(chan.makefile().read().decode())["caller"] == "ofstaff"
+        # No port forwarding.
+        with pytest.raises(paramiko.ChannelException):
+            client.get_transport().open_channel("direct-tcpip", (cluster.addrs["coffee"], 5432), ("127.0.0.1", 0))
+    finally:
+        client.close()
+
+
+def test_ldap_only_user_logs_in_and_locked_user_does_not(cluster):
+    passwd = open("/etc/passwd").read()
+    assert "regular2:" not in passwd and "expired1:" not in passwd  # they exist only in LDAP
+    assert cluster.run(["getent", "passwd", "regular2"]).stdout.startswith("regular2:x:20004:20004:")
+    ok = cluster.run(SSH + [f"regular2@{cluster.hosts['coffee']}"], "regular2")
+    assert ok.returncode == 0 and hello(ok.stdout)["caller"] == "regular2"
+    locked = cluster.run(SSH + [f"expired1@{cluster.hosts['coffee']}"], "expired1")
+    assert locked.returncode == 255 and locked.stdout == ""
+    assert "Permission denied" in locked.stderr
+
+
+def test_no_ticket_is_refused(cluster, as_user):
+    proc = cluster.run(SSH + [f"regular1@{cluster.hosts['mail']}"], None)
+    assert proc.returncode == 255 and proc.stdout == ""
+    as_user(None)
+    with pytest.raises(gssapi.exceptions.GSSError):
+        paramiko_client(cluster, "mail", "regular1")
+
+
+def test_principal_from_another_realm_is_refused(cluster):
+    klist = cluster.run(["klist"], "ctdalek@other").stdout
+    assert "ctdalek@OTHER.INTERNAL" in klist
+    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "ctdalek@other")
+    assert proc.returncode == 255 and proc.stdout == ""
+    # The cross-realm ticket was issued, so it is sshd's realm check that refused it.
+    assert f"krbtgt/{cluster.realm}@OTHER.INTERNAL" in cluster.run(["klist"], "ctdalek@other").stdout
+
+
+def test_another_users_ticket_does_not_open_their_account(cluster):
+    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "regular1")
+    assert proc.returncode == 255 and proc.stdout == ""
+
+
+# --- NSS and sudo from LDAP ---------------------------------------------------------------
+
+def test_groups_and_sudo_rules_resolve_from_ldap(cluster):
+    groups = cluster.run(["id", "-nG", "ctdalek"]).stdout.split()
+    assert {"syscom", "office", "staff", "adm", "src"} <= set(groups)
+    assert "club1" in cluster.run(["id", "-nG", "regular2"]).stdout.split()
+    assert "(ALL : ALL) ALL" in cluster.run(["sudo", "-l", "-U", "ctdalek"]).stdout
+    regular = cluster.run(["sudo", "-l", "-U", "regular1"]).stdout
+    assert "(ALL : ALL) ALL" not in regular and "ceo-helper" in regular
+
+
+# --- LDAP -----------------------------------------------------------------------------------
+
+def test_ldap_gssapi_bind_sees_seed_data(cluster, as_user):
+    import ldap3
+    as_user("regular1")
+    conn = ldap3.Connection(ldap3.Server(f"ldap://{cluster.hosts['phosphoric-acid']}"),
+                            authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS, auto_bind=True)
+    assert conn.extend.standard.who_am_i().lower() == f"dn:uid=regular1,ou=people,{cluster.base_dn}"
+    conn.search(f"ou=Group,{cluster.base_dn}", "(cn=syscom)", attributes=["uniqueMember", "objectClass"])
+    entry = conn.entries[0]
+    assert f"uid=ctdalek,ou=People,{cluster.base_dn}" in entry.uniqueMember.values
+    assert {"group", "posixGroup"} <= set(entry.objectClass.values)
+    conn.search(f"ou=People,{cluster.base_dn}", "(&(objectClass=member)(uid=regular1))",
+                attributes=["term", "program"])
+    assert len(conn.entries[0].term.values) == 3
+    # Readers do not write.
+    assert not conn.modify(f"uid=regular1,ou=People,{cluster.base_dn}",
+                           {"term": [(ldap3.MODIFY_ADD, ["w2099"])]})
+    assert conn.result["description"] == "insufficientAccessRights"
+    conn.unbind()
+
+
+def test_ldap_schema_carries_csc_oids(cluster):
+    import ldap3
+    conn = ldap3.Connection(ldap3.Server(f"ldapi://{str(cluster.state / 'ldap' / 'ldapi').replace('/', '%2F')}",
+                                         get_info=ldap3.SCHEMA),
+                            authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
+                            auto_bind=True)
+    schema = conn.server.schema
+    assert schema.attribute_types["term"].oid == "1.3.6.1.4.1.27934.1.1.1"
+    assert schema.attribute_types["nonMemberTerm"].oid == "1.3.6.1.4.1.27934.1.1.5"
+    assert schema.attribute_types["position"].oid == "1.3.6.1.4.1.27934.1.1.4"
+    assert schema.object_classes["member"].oid == "1.3.6.1.4.1.27934.1.2.1"
+    assert schema.object_classes["club"].oid == "1.3.6.1.4.1.27934.1.2.2"
+    assert "sudoRole" in schema.object_classes
+    assert conn.extend.standard.who_am_i() == "dn:gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    conn.unbind()
+
+
+# --- databases --------------------------------------------------------------------------------
+
+def test_postgresql_root_only_over_coffees_socket(cluster):
+    import psycopg2
+    with psycopg2.connect(host="/run/postgresql", user="postgres", dbname="postgres") as conn:
+        with conn.cursor() as cur:
+            cur.execute("select current_user, inet_server_addr()")
+            assert cur.fetchone() == ("postgres", None)
+    with pytest.raises(psycopg2.OperationalError, match="password"):
+        psycopg2.connect(host=cluster.hosts["coffee"], user="postgres", dbname="postgres", connect_timeout=3)
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(host=cluster.addrs["phosphoric-acid"], user="postgres", dbname="postgres", connect_timeout=3)
+
+
+def test_mariadb_root_only_over_coffees_socket(cluster):
+    import pymysql
+    conn = pymysql.connect(unix_socket="/run/mysqld/mysqld.sock", user="root")
+    with conn.cursor() as cur:
+        cur.execute("select current_user()")
+        assert cur.fetchone()[0] == "root@localhost"
+    conn.close()
+    with pytest.raises(pymysql.err.OperationalError) as denied:
+        pymysql.connect(host=cluster.addrs["coffee"], user="root", connect_timeout=3)
+    assert denied.value.args[0] in (1045, 1130)  # refused by the server, not "cannot connect"
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        pymysql.connect(host=cluster.addrs["phosphoric-acid"], user="root", connect_timeout=3)
+    assert refused.value.args[0] == 2003
+
+
+# --- mail -------------------------------------------------------------------------------------
+
+def test_mailman_rest_lists_the_five_lists(cluster):
+    from mailmanclient import Client
+    client = Client(f"http://{cluster.addrs['mail']}:8001/3.1", "restadmin", "restpass")
+    names = {ml.list_name for ml in client.lists}
+    assert {"csc-general", "syscom", "syscom-alerts", "exec", "ceo"} <= names
+    with pytest.raises(Exception):
+        Client(f"http://{cluster.addrs['mail']}:8001/3.1", "restadmin", "wrong").lists
+
+
+def test_smtp_sink_keeps_messages(cluster):
+    msg = EmailMessage()
+    subject = f"sandbox test {uuid.uuid4()}"
+    msg["From"], msg["To"], msg["Subject"] = "ceo@csclub.internal", "regular1@csclub.internal", subject
+    msg.set_content("hello")
+    with smtplib.SMTP(cluster.hosts["mail"], 25, timeout=5) as smtp:
+        smtp.send_message(msg)
+    box = mailbox.Maildir(cluster.state / "mail" / "sink", create=False)
+    assert any(m["Subject"] == subject for m in box)
+
+
+def test_services_listen_on_their_own_host_only(cluster):
+    def listening(addr, port):
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex((addr, port)) == 0
+    a = cluster.addrs
+    assert listening(a["phosphoric-acid"], 389) and not listening(a["coffee"], 389)
+    assert listening(a["coffee"], 5432) and not listening(a["mail"], 5432)
+    assert listening(a["mail"], 8001) and not listening(a["phosphoric-acid"], 8001)
+    assert not listening("127.0.0.1", 22)
