@@ -1,8 +1,190 @@
-"""The `ceo` command (placeholder until the framework lands)."""
+"""`ceo [-i INVENTORY] [-c CONFIG] <plugin> <verb> [args]`: the command office staff type.
 
+The parsers are generated from what plugins declare. Only the plugin named on the command
+line gets its verb parsers built, and nothing heavy (paramiko, ldap3, rich) is imported
+before a verb actually runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
 import sys
 
+from . import __version__
+from .errors import BAD_INPUT, FAILED, BadInput, CeoError, NeedsConfirmation
 
-def main(argv=None):
-    print("ceo: the framework is not built yet", file=sys.stderr)
-    return 2
+COMMON = ("json", "check", "yes", "verbose", "host")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        self.exit(BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _global_options(parser):
+    parser.add_argument("-i", "--inventory", metavar="FILE",
+                        help="inventory (default $CEO_INVENTORY or /etc/csc/hosts.ini)")
+    parser.add_argument("-c", "--config", metavar="FILE", help="config (default $CEO_CONFIG or /etc/csc/ceo.ini)")
+
+
+def _add_param(parser, p):
+    kw = {"help": p.help or None}
+    if p.kind == "flag":
+        parser.add_argument(p.option, dest=p.name, action="store_true", help=p.help)
+        return
+    if p.choices:
+        kw["choices"] = p.choices
+    if p.positional:
+        parser.add_argument(p.name, metavar=p.metavar or p.name.upper(), nargs="+" if p.multiple else None, **kw)
+    elif p.multiple:
+        parser.add_argument(p.option, dest=p.name, metavar=p.metavar or p.name.upper(), nargs="+",
+                            action="extend", **kw)
+    else:
+        parser.add_argument(p.option, dest=p.name, metavar=p.metavar or p.name.upper(), required=p.required, **kw)
+
+
+def _add_verb(subparsers, verb):
+    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help)
+    for p in verb.params:
+        if p.cli:
+            _add_param(vp, p)
+    common = vp.add_argument_group("common options")
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout, nothing else")
+    common.add_argument("--check", "--dry-run", dest="check", action="store_true",
+                        help="show what would change, change nothing")
+    common.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    common.add_argument("-v", "--verbose", action="store_true", help="more detail (hosts, progress, tracebacks)")
+    if verb.role == "any" and not verb.composite:
+        common.add_argument("--host", metavar="NAME", help="the inventory host to ask (default: the first)")
+    vp.set_defaults(_verb=verb)
+
+
+def build_parser(registry, selected: str | None, everything: bool = False):
+    parser = _Parser(prog="ceo", description="CSC Electronic Office: manage the club's accounts. "
+                     "Run `ceo PLUGIN --help` for a plugin's verbs.")
+    parser.add_argument("--version", action="version", version=f"ceo {__version__}")
+    _global_options(parser)
+    sub = parser.add_subparsers(dest="_plugin", metavar="PLUGIN", title="plugins", parser_class=_Parser)
+    sub.add_parser("plugins", help="list the plugins found and where from").set_defaults(_plugins=True)
+    for name in sorted(registry.plugins):
+        plugin = registry.plugins[name]
+        pp = sub.add_parser(name, help=plugin.help, description=plugin.help)
+        if name != selected and not everything:
+            continue
+        verbs = pp.add_subparsers(dest="_verb_name", metavar="VERB", title="verbs", parser_class=_Parser)
+        for verb in plugin.verbs.values():
+            if not verb.hidden:
+                _add_verb(verbs, verb)
+        pp.set_defaults(_plugin_obj=plugin)
+    return parser
+
+
+def _selected_plugin(argv) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-i", "--inventory", "-c", "--config"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _confirm(verb, args, ns) -> None:
+    if not verb.confirm or ns.yes or ns.check:
+        return
+    question = verb.confirm.format(**args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) or ns.json:
+        raise NeedsConfirmation(f"{question} Needs confirmation: pass --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise CeoError("cancelled, nothing was changed")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = _Parser(add_help=False)
+    _global_options(pre)
+    known, _ = pre.parse_known_args(argv)
+    from .config import Config, client_paths
+    cfg_path, cfg_explicit, inv_path, inv_explicit = client_paths(known.config, known.inventory)
+    try:
+        config = Config.load(cfg_path, explicit=cfg_explicit)
+    except CeoError as err:
+        print(f"ceo: {err.message}", file=sys.stderr)
+        return err.exit_code
+    from .discovery import discover
+    registry = discover(config.get("plugins", "site_dir"))
+    completing = "_ARGCOMPLETE" in os.environ
+    parser = build_parser(registry, _selected_plugin(argv), everything=completing)
+    if completing:
+        import argcomplete
+        argcomplete.autocomplete(parser)
+    ns = parser.parse_args(argv)
+    if getattr(ns, "_plugins", False):
+        return list_plugins(registry)
+    plugin = getattr(ns, "_plugin_obj", None)
+    if plugin is None:
+        parser.print_help(sys.stderr)
+        return BAD_INPUT
+    verb = getattr(ns, "_verb", None)
+    if verb is None:
+        if plugin.default_verb:
+            at = argv.index(plugin.name) + 1
+            return main([*argv[:at], plugin.default_verb, *argv[at:]])
+        parser.parse_args([*argv, "--help"])
+    return run_command(verb, ns, config, inv_path)
+
+
+def run_command(verb, ns, config, inv_path) -> int:
+    from .output import Output
+    out = Output(as_json=ns.json, verbose=ns.verbose)
+    raw = {p.name: getattr(ns, p.name, None) for p in verb.params}
+    run = None
+    try:
+        args = verb.validate(raw)
+        if ns.check and verb.mutating and not verb.check:
+            raise BadInput(f"{verb.qualname} has no --check mode")
+        _confirm(verb, args, ns)
+        from .inventory import Inventory
+        from .runner import Run, run_verb
+        inventory = Inventory.load(inv_path)
+        host = None
+        if getattr(ns, "host", None):
+            host = inventory.hosts.get(ns.host)
+            if host is None:
+                raise BadInput(f"no host {ns.host!r} in {inv_path}")
+        run = Run(inventory, config, out, check=ns.check)
+        result = run_verb(run, verb, args, host=host)
+    except CeoError as err:
+        out.error(err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("ceo: interrupted", file=sys.stderr)
+        return FAILED
+    except Exception as exc:  # a bug: one line for the user, the traceback only with -v
+        if ns.verbose:
+            import traceback
+            traceback.print_exc()
+        print(f"ceo: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f"{'' if ns.verbose else ' (run with -v for details)'}", file=sys.stderr)
+        return FAILED
+    finally:
+        if run is not None:
+            run.close()
+    out.result(verb, result, check=ns.check and verb.mutating)
+    if isinstance(result, dict) and result.get("ok") is False:
+        return FAILED
+    return 0
+
+
+def list_plugins(registry) -> int:
+    for name in sorted(registry.plugins):
+        p = registry.plugins[name]
+        verbs = ", ".join(v.name for v in p.verbs.values() if not v.hidden)
+        print(f"{name:12} {p.source:30} {verbs}")
+    for name, (source, error) in sorted(registry.broken.items()):
+        print(f"{name:12} {str(source):30} BROKEN: {error}")
+    return 0

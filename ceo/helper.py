@@ -1,13 +1,290 @@
-"""The privileged `ceo-helper` (minimal until the framework lands): says who called it, where."""
+"""`ceo-helper`: runs on each host, as root through sudo, and serves JSON-line requests.
+
+It runs only verbs that installed plugins declare, validates every argument against their
+declarations, and decides on its own who the caller is (sshd + sudo, never the request) and
+whether they may. Nothing a client sends is executed or passed to a shell. Errors go back
+by name with a one-line message; tracebacks go to the helper's log, never to the client.
+"""
+
+from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import sys
+import traceback
+
+from . import __version__
+from .config import Config, DEFAULT_CONFIG, DEFAULT_INVENTORY
+from .context import Context
+from .errors import BadInput, BadRequest, CeoError, NotPermitted, VersionMismatch
+from .protocol import PROTOCOL, encode, negotiate, read_line
+
+ENVELOPE = ("id", "plugin", "verb", "args", "check")
 
 
-def main(argv=None):
-    caller = os.environ.get("SUDO_USER") if os.geteuid() == 0 else None
-    print(json.dumps({"hello": "ceo-helper", "caller": caller, "host": socket.gethostname(),
-                      "euid": os.geteuid()}), flush=True)
-    return 0
+class Session:
+    """Everything that lasts for one helper process: identity, config, plugins, connections."""
+
+    def __init__(self):
+        self.local = not (os.getuid() == 0 and "SUDO_USER" in os.environ)
+        # Through sudo the environment is sudo's: only a local (unprivileged-by-sudo) run may
+        # point the helper at other files or say which inventory host it stands for.
+        env = os.environ if self.local else {}
+        self.config = Config.load(env.get("CEO_CONFIG") or DEFAULT_CONFIG)
+        self.caller = self._caller()
+        self.host = env.get("CEO_HOST") or socket.gethostname()
+        self.inventory_path = env.get("CEO_INVENTORY") or DEFAULT_INVENTORY
+        self.roles = self._roles()
+        self._groups = None
+        self._services: dict = {}
+        self._registry = None
+
+    def _caller(self) -> str:
+        if self.local:
+            return pwd.getpwuid(os.getuid()).pw_name
+        user, uid = os.environ["SUDO_USER"], os.environ.get("SUDO_UID", "")
+        try:
+            if str(pwd.getpwnam(user).pw_uid) != uid:
+                raise NotPermitted(f"sudo reported {user!r} with uid {uid}, which does not match")
+        except KeyError:
+            raise NotPermitted(f"unknown user {user!r}") from None
+        self._check_realm(user)
+        return user
+
+    def _check_realm(self, user: str):
+        """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM."""
+        path = os.environ.get("SSH_USER_AUTH")
+        if not path:
+            return
+        try:
+            with open(path) as f:
+                methods = f.read().split("\n")
+        except OSError:
+            return
+        for line in methods:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].startswith("gssapi"):
+                if parts[1] != f"{user}@{self.config.realm}":
+                    raise NotPermitted(f"principal {parts[1]} is not {user}@{self.config.realm}")
+
+    def _roles(self) -> list[str]:
+        from .inventory import Inventory
+        try:
+            inv = Inventory.load(self.inventory_path)
+        except CeoError:
+            return []
+        for name in (self.host, self.host.split(".")[0]):
+            for h in inv.hosts:
+                if h == name or h.split(".")[0] == name:
+                    self.host = h
+                    return inv.roles_of(h)
+        return []
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from .discovery import discover
+            self._registry = discover(self.config.get("plugins", "site_dir"), strict=not self.local)
+        return self._registry
+
+    def groups(self) -> set[str]:
+        if self._groups is None:
+            if self.local and os.getuid() == 0:
+                self._groups = {"syscom", "office"}  # root on the host itself (cron)
+            else:
+                from .directory import groups_of
+                self._groups = groups_of(self.ldap(), self.config, self.caller)
+        return self._groups
+
+    def ldap(self):
+        from .directory import connect
+        return self.service("ldap", lambda: connect(self.config, self.host))
+
+    def service(self, name, opener):
+        if name not in self._services:
+            self._services[name] = opener()
+        return self._services[name]
+
+    def close(self):
+        for conn in self._services.values():
+            for method in ("unbind", "close"):
+                if hasattr(conn, method):
+                    try:
+                        getattr(conn, method)()
+                    except Exception:
+                        pass
+                    break
+
+
+class Server:
+    def __init__(self, session: Session, out):
+        self.session, self.out = session, out
+
+    def send(self, message: dict):
+        self.out.write(encode(message))
+        self.out.flush()
+
+    def hello(self, message: dict) -> bool:
+        if message.get("hello") != "ceo":
+            self.send({"id": message.get("id"), "error": BadRequest("expected a hello first").to_wire()})
+            return False
+        version = negotiate(message.get("protocol"))
+        if version is None:
+            theirs = message.get("protocol")
+            err = VersionMismatch(
+                f"ceo {message.get('version', '?')} speaks protocol {_range(theirs)}, but ceo-helper "
+                f"{__version__} on {self.session.host} speaks {_range(PROTOCOL)}: upgrade the older one")
+            self.send({"error": err.to_wire()})
+            return False
+        self.send({"hello": "ceo-helper", "version": __version__, "protocol": version,
+                   "host": self.session.host, "roles": self.session.roles, "caller": self.session.caller})
+        return True
+
+    def handle(self, message: dict):
+        rid = message.get("id")
+        if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+            self.send({"id": None, "error": BadRequest("a request needs an id (number or string)").to_wire()})
+            return
+        emit = lambda event: self.send({"id": rid, "event": event})  # noqa: E731
+        ctx = Context(self.session, rid, bool(message.get("check")), emit)
+        verb, args = None, {}
+        try:
+            verb, args = self.resolve(message)
+            result = verb.fn(ctx, **args)
+        except Exception as exc:
+            stuck = ctx.steps.rollback()
+            err = exc if isinstance(exc, CeoError) else self.internal(exc, message)
+            if stuck:
+                err.details["not_undone"] = stuck
+            self.audit(verb, args, ctx, "failed", err.message)
+            self.send({"id": rid, "error": err.to_wire()})
+            return
+        self.audit(verb, args, ctx, "done")
+        self.send({"id": rid, "result": result})
+
+    def resolve(self, message: dict):
+        plugin, name = message.get("plugin"), message.get("verb")
+        if not isinstance(plugin, str) or not isinstance(name, str):
+            raise BadRequest("a request needs a plugin and a verb")
+        verb = self.session.registry.verb(plugin, name)
+        if verb is None:
+            raise BadRequest(f"unknown verb {plugin[:64]}.{name[:64]}")
+        if verb.composite:
+            raise BadRequest(f"{verb.qualname} is run by the ceo client, not by the helper")
+        if verb.role != "any" and verb.role not in self.session.roles:
+            raise BadRequest(f"{verb.qualname} runs on the {verb.role} host; this is {self.session.host} "
+                             f"({', '.join(self.session.roles) or 'no roles'})")
+        args = verb.validate(message.get("args", {}))
+        if message.get("check") and verb.mutating and not verb.check:
+            raise BadInput(f"{verb.qualname} has no --check mode")
+        self.authorize(verb, args)
+        return verb, args
+
+    def authorize(self, verb, args):
+        allow, caller = verb.allow, self.session.caller
+        if "any" in allow:
+            return
+        if "self" in allow and args.get(verb.target) == caller:
+            return
+        groups = self.session.groups()
+        if any(role in groups for role in ("syscom", "office") if role in allow):
+            return
+        if "club-member" in allow and args.get(verb.target) in groups:
+            return
+        if "member" in allow and self.is_member(caller):
+            return
+        needed = " or ".join({"self": f"being {args.get(verb.target)}",
+                              "club-member": f"membership in {args.get(verb.target)}",
+                              "member": "a current membership"}.get(r, r) for r in allow)
+        raise NotPermitted(f"{verb.qualname} needs {needed}; {caller} has none of these")
+
+    def is_member(self, uid: str) -> bool:
+        from . import terms
+        from .directory import user_dn
+        conn = self.session.ldap()
+        now = terms.current()
+        return conn.search(user_dn(self.session.config, uid), f"(|(term={now})(nonMemberTerm={now}))",
+                           search_scope="BASE", attributes=["uid"]) and bool(conn.entries)
+
+    def audit(self, verb, args, ctx, outcome, error=None):
+        if verb is None or not verb.mutating or ctx.check:
+            return
+        from . import audit
+        try:
+            audit.record(self.session.config.get("audit", "file"), caller=self.session.caller,
+                         host=self.session.host, plugin=verb.plugin.name, verb=verb.name,
+                         args=verb.redact(args), outcome=outcome, error=error, request=ctx.id)
+        except OSError as exc:
+            log(f"cannot write audit record: {exc}")
+
+    def internal(self, exc: Exception, message: dict) -> CeoError:
+        log(f"internal error in {message.get('plugin')}.{message.get('verb')}:\n{traceback.format_exc()}")
+        return CeoError(f"internal error in {message.get('plugin')}.{message.get('verb')} on "
+                        f"{self.session.host}: {type(exc).__name__} (details in the helper's log)")
+
+    def serve(self, inp) -> int:
+        negotiated = False
+        while True:
+            line, too_long = read_line(inp)
+            if line is None:
+                return 0
+            if too_long:
+                self.send({"id": None, "error": BadRequest("request line longer than 1 MiB").to_wire()})
+                continue
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                self.send({"id": None, "error": BadRequest("request is not valid JSON").to_wire()})
+                continue
+            if not isinstance(message, dict):
+                self.send({"id": None, "error": BadRequest("request is not a JSON object").to_wire()})
+                continue
+            if not negotiated:
+                if not self.hello(message):
+                    return 1 if "hello" in message else 2
+                negotiated = True
+                continue
+            self.handle(message)
+
+
+def _range(r) -> str:
+    try:
+        return f"{int(r[0])}-{int(r[1])}"
+    except (TypeError, ValueError, IndexError, KeyError):
+        return "(none given)"
+
+
+def log(text: str):
+    """The helper's own log: syslog (stderr would reach the client)."""
+    import syslog
+    try:
+        syslog.openlog("ceo-helper", syslog.LOG_PID, syslog.LOG_DAEMON)
+        for line in text.splitlines():
+            syslog.syslog(syslog.LOG_ERR, line)
+    except OSError:
+        pass
+
+
+def main(argv=None) -> int:
+    out = sys.stdout.buffer
+    try:
+        session = Session()
+    except CeoError as exc:
+        out.write(encode({"error": exc.to_wire()}))
+        out.flush()
+        return 3 if isinstance(exc, NotPermitted) else 1
+    except Exception:
+        log(traceback.format_exc())
+        out.write(encode({"error": CeoError("the helper could not start (details in its log)").to_wire()}))
+        out.flush()
+        return 1
+    try:
+        return Server(session, out).serve(sys.stdin.buffer)
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 0
+    finally:
+        session.close()

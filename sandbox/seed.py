@@ -122,6 +122,13 @@ def write_ceo_config(etc: Path):
 realm = {REALM}
 domain = {DOMAIN}
 
+[plugins]
+# The test plugins (tests/plugins) are installed in the sandbox only.
+site_dir = {REPO / 'tests' / 'plugins'}
+
+[ssh]
+known_hosts = /etc/ssh/ssh_known_hosts
+
 [ldap]
 uri = ldap://{fqdn('phosphoric-acid')}
 ldapi = {STATE / 'ldap' / 'ldapi'}
@@ -141,6 +148,12 @@ url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
 user = {MAILMAN_USER}
 password = {MAILMAN_PASS}
 lists = {' '.join(LISTS)}
+
+[postgresql]
+socket_dir = /run/postgresql
+
+[mariadb]
+socket = /run/mysqld/mysqld.sock
 
 [smtp]
 host = {fqdn('mail')}

@@ -1,0 +1,32 @@
+"""Audit records: one per request that changes something, to syslog and a JSON-lines file.
+
+Arguments arrive already redacted (secret parameters print as ***); results, which may hold
+generated passwords, are never recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import syslog
+import time
+
+
+def record(path: str, *, caller: str, host: str, plugin: str, verb: str, args: dict, outcome: str,
+           error: str | None = None, **extra):
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "caller": caller, "host": host,
+             "plugin": plugin, "verb": verb, "args": args, "outcome": outcome, **extra}
+    if error:
+        entry["error"] = error
+    line = json.dumps(entry, sort_keys=True)
+    try:
+        syslog.openlog("ceo-helper", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+        syslog.syslog(syslog.LOG_INFO, line)
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)

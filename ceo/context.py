@@ -1,0 +1,87 @@
+"""What a verb's function gets on the helper side: who called, where, and the means to act.
+
+`ctx.step(...)` runs one step of a verb and registers how to undo it; when the verb fails,
+the helper undoes the completed steps in reverse and reports each one. Connections (LDAP,
+kadmin, ...) are opened on first use and kept for the whole session, so a batch of requests
+pays for them once.
+"""
+
+from __future__ import annotations
+
+from .errors import CeoError, StepFailed
+
+
+class Steps:
+    """One request's completed steps, with their undo actions."""
+
+    def __init__(self, emit, check: bool):
+        self.emit, self.check = emit, check
+        self.done: list[tuple[str, object]] = []
+
+    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = ""):
+        if self.check:
+            self.emit({"step": name, "status": "would", "message": describe or name})
+            return None
+        try:
+            result = do()
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, CeoError) else _summary(exc)
+            if best_effort:
+                self.emit({"step": name, "status": "warning", "message": f"{describe or name}: {reason}"})
+                return None
+            self.emit({"step": name, "status": "failed", "message": f"{describe or name}: {reason}"})
+            raise StepFailed(f"{describe or name} failed: {reason}") from exc
+        self.done.append((describe or name, undo))
+        self.emit({"step": name, "status": "done", "message": describe or name})
+        return result
+
+    def rollback(self) -> list[str]:
+        """Undo completed steps in reverse. Returns what could not be undone."""
+        stuck = []
+        while self.done:
+            what, undo = self.done.pop()
+            if undo is None:
+                continue
+            try:
+                undo()
+                self.emit({"step": what, "status": "undone", "message": f"undid: {what}"})
+            except Exception as exc:
+                stuck.append(what)
+                self.emit({"step": what, "status": "undo-failed", "message": f"could not undo {what}: {_summary(exc)}"})
+        return stuck
+
+
+def _summary(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
+
+
+class Context:
+    def __init__(self, session, request_id, check: bool, emit):
+        self.session = session  # the helper session: identity, config, connections
+        self.id = request_id
+        self.check = check
+        self.emit = emit
+        self.steps = Steps(emit, check)
+
+    caller = property(lambda self: self.session.caller)
+    host = property(lambda self: self.session.host)
+    roles = property(lambda self: self.session.roles)
+    config = property(lambda self: self.session.config)
+
+    @property
+    def groups(self) -> set[str]:
+        return self.session.groups()
+
+    def step(self, name, do, undo=None, *, best_effort=False, describe=""):
+        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe)
+
+    def progress(self, message: str, **data):
+        self.emit({"progress": message, **data})
+
+    def ldap(self):
+        return self.session.ldap()
+
+    def service(self, name: str, opener):
+        """A connection kept for the session: opener() is called once."""
+        return self.session.service(name, opener)

@@ -1,0 +1,63 @@
+"""The helper's LDAP connection and the facts authorization needs from it.
+
+On the LDAP host itself the helper binds as root over ldapi (SASL EXTERNAL); elsewhere it
+binds with GSSAPI as `ceod/<host>` from the host keytab. The caller's own ticket is never
+needed: the helper decides, then acts with its own identity.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ServiceUnavailable
+
+LDAP_TIMEOUT = 10
+
+
+def connect(config, host: str):
+    import ldap3
+    from ldap3.core.exceptions import LDAPException
+
+    ldapi = config.get("ldap", "ldapi")
+    try:
+        if ldapi and os.path.exists(ldapi):
+            server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT)
+            return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
+                                    sasl_credentials="", auto_bind=True, receive_timeout=LDAP_TIMEOUT,
+                                    raise_exceptions=False)
+        import gssapi
+        uri = config.get("ldap", "uri")
+        ldap_host = uri.split("://", 1)[-1].split(":")[0].strip("/")
+        keytab = config.get("kerberos", "host_keytab").replace("{host}", host.split(".")[0])
+        name = gssapi.Name(f"ceod/{host}@{config.realm}", gssapi.NameType.kerberos_principal)
+        creds = gssapi.Credentials(name=name, usage="initiate",
+                                   store={"client_keytab": keytab, "ccache": f"MEMORY:ceod-{os.getpid()}"})
+        server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT)
+        return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
+                                sasl_credentials=(ldap_host, None, creds), auto_bind=True,
+                                receive_timeout=LDAP_TIMEOUT, raise_exceptions=False)
+    except (LDAPException, OSError) as exc:
+        raise ServiceUnavailable(f"LDAP ({ldapi or config.get('ldap', 'uri')}) is not answering: {exc}") from None
+    except Exception as exc:  # gssapi errors: keytab missing, KDC down
+        raise ServiceUnavailable(f"cannot authenticate to LDAP as ceod/{host}: {str(exc).splitlines()[0]}") from None
+
+
+def people_dn(config) -> str:
+    return f"ou=People,{config.get('ldap', 'base')}"
+
+
+def groups_dn(config) -> str:
+    return f"ou=Group,{config.get('ldap', 'base')}"
+
+
+def user_dn(config, uid: str) -> str:
+    return f"uid={uid},{people_dn(config)}"
+
+
+def groups_of(conn, config, uid: str) -> set[str]:
+    from ldap3.utils.conv import escape_filter_chars
+    ok = conn.search(groups_dn(config), f"(uniqueMember={escape_filter_chars(user_dn(config, uid))})",
+                     attributes=["cn"])
+    if not ok and conn.result["result"] != 0:
+        raise ServiceUnavailable(f"LDAP search failed: {conn.result['description']}")
+    return {e.cn.value for e in conn.entries}

@@ -1,0 +1,88 @@
+"""Errors that cross the wire: each has a stable name, a message for humans and an exit code.
+
+Exit codes: 0 done, 1 failed, 2 bad input or usage, 3 not permitted, 4 partly done.
+"""
+
+DONE, FAILED, BAD_INPUT, NOT_PERMITTED, PARTLY_DONE = 0, 1, 2, 3, 4
+
+
+class CeoError(Exception):
+    """An error with a stable name; never carries a traceback or a secret to the user."""
+
+    exit_code = FAILED
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def to_wire(self) -> dict:
+        wire = {"name": self.name, "message": self.message, "exit": self.exit_code}
+        if self.details:
+            wire["details"] = self.details
+        return wire
+
+
+class BadInput(CeoError):
+    exit_code = BAD_INPUT
+
+
+class NotFound(BadInput):
+    pass
+
+
+class AlreadyExists(BadInput):
+    pass
+
+
+class NeedsConfirmation(BadInput):
+    pass
+
+
+class BadRequest(BadInput):
+    """A malformed protocol message: not JSON, too long, missing fields, unknown verb."""
+
+
+class NotPermitted(CeoError):
+    exit_code = NOT_PERMITTED
+
+
+class ServiceUnavailable(CeoError):
+    """A backend service (LDAP, kadmind, a database, Mailman, SMTP) did not answer."""
+
+
+class Unreachable(CeoError):
+    """An inventory host could not be reached or did not speak the protocol."""
+
+
+class NoTicket(CeoError):
+    pass
+
+
+class VersionMismatch(CeoError):
+    pass
+
+
+class StepFailed(CeoError):
+    pass
+
+
+class PartlyDone(CeoError):
+    exit_code = PARTLY_DONE
+
+
+class RemoteError(CeoError):
+    """An error the helper reported by name; keeps the helper's name and exit code."""
+
+    def __init__(self, name: str, message: str, exit_code: int = FAILED, details=None):
+        super().__init__(message, **(details or {}))
+        self._name = name
+        self.exit_code = exit_code if exit_code in (FAILED, BAD_INPUT, NOT_PERMITTED, PARTLY_DONE) else FAILED
+
+    @property
+    def name(self) -> str:
+        return self._name

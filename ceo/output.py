@@ -1,0 +1,115 @@
+"""What the user sees: steps as they complete, results, one-line errors; or one JSON document.
+
+rich is imported on first use, so `--json` runs and `ceo --help` never pay for it. When
+stdout is not a terminal rich prints no colour.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+MARKS = {"done": "[green]✓[/]", "would": "[cyan]~[/]", "warning": "[yellow]![/]", "failed": "[red]✗[/]",
+         "undone": "[magenta]↶[/]", "undo-failed": "[red]![/]"}
+
+
+class Output:
+    def __init__(self, as_json: bool = False, verbose: bool = False):
+        self.as_json, self.verbose = as_json, verbose
+        self.steps: list[dict] = []
+        self.warnings: list[str] = []
+        self._console = self._err = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(highlight=False)
+        return self._console
+
+    @property
+    def err_console(self):
+        if self._err is None:
+            from rich.console import Console
+            self._err = Console(stderr=True, highlight=False)
+        return self._err
+
+    def event(self, where: str, event: dict):
+        if "step" in event:
+            record = {"host": where, **event}
+            self.steps.append(record)
+            if event.get("status") == "warning":
+                self.warnings.append(event.get("message", ""))
+            if not self.as_json:
+                mark = MARKS.get(event.get("status"), "·")
+                host = f" [dim]({where})[/]" if self.verbose else ""
+                self.console.print(f"{mark} {_escape(event.get('message', event['step']))}{host}")
+        elif "progress" in event and self.verbose and not self.as_json:
+            self.err_console.print(f"[dim]{_escape(event['progress'])}[/]")
+
+    def result(self, verb, result, check: bool = False):
+        if self.as_json:
+            doc = {"ok": True, "result": result}
+            if self.steps:
+                doc["steps"] = self.steps
+            if check:
+                doc["check"] = True
+            print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+            return
+        if verb is not None and verb.render is not None:
+            verb.render(self.console, result)
+        elif result not in (None, {}, []):
+            self.console.print(format_value(result))
+        if check:
+            self.console.print("[cyan](check mode: nothing was changed)[/]")
+
+    def error(self, err):
+        if self.as_json:
+            doc = {"ok": False, "error": {"name": err.name, "message": err.message, "exit": err.exit_code}}
+            if getattr(err, "details", None):
+                doc["error"]["details"] = err.details
+            if self.steps:
+                doc["steps"] = self.steps
+            print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+        msg = err.message.splitlines()[0] if err.message else err.name
+        print(f"ceo: {msg}", file=sys.stderr)
+
+    def table(self, columns, rows, title=None):
+        from rich.table import Table
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for c in columns:
+            table.add_column(c)
+        for row in rows:
+            table.add_row(*[_escape(str(v)) for v in row])
+        self.console.print(table)
+
+
+def format_value(value, indent: int = 0) -> str:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{_escape(str(k))}:")
+                lines.append(format_value(v, indent + 1))
+            else:
+                lines.append(f"{pad}{_escape(str(k))}: {_escape(_scalar(v))}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        return "\n".join(f"{pad}- {_escape(_scalar(v)) if not isinstance(v, (dict, list)) else format_value(v, indent + 1).lstrip()}"
+                         for v in value)
+    return pad + _escape(_scalar(value))
+
+
+def _scalar(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) or "-"
+    return str(v)
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")

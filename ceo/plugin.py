@@ -1,0 +1,185 @@
+"""What a plugin declares: its verbs, their typed parameters, where they run and who may run them.
+
+A plugin module holds `plugin = Plugin(...)` and a list of decorated functions. The same
+declarations build the client's argument parser and the helper's validation and policy, so
+the two can never disagree. This module stays light: `ceo --help` imports every plugin.
+
+    plugin = Plugin("lists", "Mailman 3 mailing lists")
+
+    @plugin.verb("subscribe", "Subscribe someone to a list", role="mail",
+                 allow=("self", "office", "syscom"), target="who", mutating=True, check=True,
+                 params=[ListName("list"), Str("who", positional=True)])
+    def subscribe(ctx, list, who): ...
+
+Roles in `allow`: `syscom`, `office` (groups), `self` (the caller is the `target` parameter),
+`club-member` (the caller is in the group named by `target`), `member` (the caller has a
+current term), `any` (anyone the session authenticated).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import BadInput
+
+ROLES = ("syscom", "office", "self", "club-member", "member", "any")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Param:
+    """A typed parameter. Positional ones are `VALUE`, the rest `--name VALUE` (or flags)."""
+
+    kind = "str"
+
+    def __init__(self, name, help="", *, positional=False, required=None, multiple=False, default=None,
+                 pattern=None, describe=None, choices=None, secret=False, metavar=None, max_length=1024,
+                 cli=True):
+        self.name = name
+        self.help = help
+        self.positional = positional
+        self.required = positional if required is None else required
+        self.multiple = multiple
+        self.default = [] if multiple and default is None else default
+        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        self.describe = describe  # what the pattern means, for error messages
+        self.choices = choices
+        self.secret = secret  # printed as *** in audit records and logs
+        self.metavar = metavar
+        self.max_length = max_length
+        self.cli = cli  # False: set by the client code, not typed by users
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def convert(self, value):
+        """Validate (and normalise) a value, or raise BadInput naming the parameter."""
+        if self.multiple:
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            return [self.convert_one(v) for v in value]
+        return self.convert_one(value)
+
+    def convert_one(self, value):
+        if not isinstance(value, str):
+            raise BadInput(f"{self.name}: expected text, got {type(value).__name__}")
+        if _CONTROL.search(value):
+            raise BadInput(f"{self.name}: {value!r} contains a control character (newline?)")
+        if len(value) > self.max_length:
+            raise BadInput(f"{self.name}: longer than {self.max_length} characters")
+        if self.choices and value not in self.choices:
+            raise BadInput(f"{self.name}: {value!r} is not one of {', '.join(self.choices)}")
+        if self.pattern and not self.pattern.fullmatch(value):
+            raise BadInput(f"{self.name}: {value!r} is not {self.describe or 'valid'}")
+        return value
+
+
+class Str(Param):
+    pass
+
+
+class Int(Param):
+    kind = "int"
+
+    def __init__(self, name, help="", *, min=None, max=None, **kw):
+        super().__init__(name, help, **kw)
+        self.min, self.max = min, max
+
+    def convert_one(self, value):
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,9}", value):
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadInput(f"{self.name}: expected a whole number, got {value!r}")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise BadInput(f"{self.name}: {value} is outside {self.min}..{self.max}")
+        return value
+
+
+class Flag(Param):
+    kind = "flag"
+
+    def __init__(self, name, help="", **kw):
+        super().__init__(name, help, default=False, **kw)
+
+    def convert_one(self, value):
+        if not isinstance(value, bool):
+            raise BadInput(f"{self.name}: expected true or false, got {value!r}")
+        return value
+
+
+# Common parameter types, validated the same way everywhere.
+def Uid(name="uid", help="a user name", **kw):
+    return Str(name, help, pattern=r"[a-z][a-z0-9-]{0,31}", metavar=kw.pop("metavar", name.upper()),
+               describe="a user name (a lower-case letter, then letters, digits or '-', at most 32)", **kw)
+
+
+def GroupName(name="group", help="a group name", **kw):
+    return Str(name, help, pattern=r"[a-z][a-z0-9_-]{0,31}", metavar=kw.pop("metavar", name.upper()),
+               describe="a group name (a lower-case letter, then letters, digits, '_' or '-')", **kw)
+
+
+def Term(name="term", help="a term, e.g. w2027", **kw):
+    return Str(name, help, pattern=r"[wsf][0-9]{4}", metavar="TERM",
+               describe="a term: w, s or f and a four-digit year, e.g. w2027", **kw)
+
+
+class Verb:
+    def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
+                 mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None):
+        for r in allow:
+            if r not in ROLES:
+                raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
+        if not composite and role is None:
+            raise ValueError(f"{plugin.name}.{name}: a helper verb needs the inventory role that runs it")
+        self.plugin, self.name, self.help, self.fn = plugin, name, help, fn
+        self.role, self.allow, self.params = role, tuple(allow), list(params)
+        self.check, self.mutating, self.hidden, self.confirm = check, mutating, hidden, confirm
+        self.composite, self.render = composite, render
+        positional = [p.name for p in self.params if p.positional]
+        self.target = target or (positional[0] if positional else None)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.plugin.name}.{self.name}"
+
+    def validate(self, args: dict) -> dict:
+        """The helper's (authoritative) check of a request's arguments."""
+        if not isinstance(args, dict):
+            raise BadInput("args must be an object")
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(args) - set(known))
+        if unknown:
+            raise BadInput(f"{self.qualname}: unknown parameter {unknown[0]!r}")
+        out = {}
+        for name, p in known.items():
+            if name in args and args[name] is not None:
+                out[name] = p.convert(args[name])
+            elif p.required:
+                raise BadInput(f"{self.qualname}: missing parameter {name!r}")
+            else:
+                out[name] = list(p.default) if isinstance(p.default, list) else p.default
+        return out
+
+    def redact(self, args: dict) -> dict:
+        secret = {p.name for p in self.params if p.secret}
+        return {k: ("***" if k in secret and v else v) for k, v in args.items()}
+
+
+class Plugin:
+    def __init__(self, name: str, help: str, default_verb: str | None = None):
+        self.name, self.help, self.default_verb = name, help, default_verb
+        self.verbs: dict[str, Verb] = {}
+        self.source = None  # set by discovery: where it was found
+
+    def verb(self, name, help, **kw):
+        def register(fn):
+            self.verbs[name] = Verb(self, name, help, fn, **kw)
+            return fn
+        return register
+
+    def composite(self, name, help, **kw):
+        """A verb made of steps on several hosts; `fn(plan, **args)` lists the steps."""
+        def register(fn):
+            self.verbs[name] = Verb(self, name, help, fn, composite=True, **kw)
+            return fn
+        return register

@@ -1,0 +1,99 @@
+"""Running a verb from the client: one request to the right host, or a client-side verb whose
+steps go to several hosts. A step that fails makes the runner undo the completed ones in
+reverse (each undo is itself a verb on its host); best-effort steps only warn.
+"""
+
+from __future__ import annotations
+
+from .errors import BadInput, CeoError, PartlyDone, StepFailed
+from .transport import Pool, ticket
+
+
+class Run:
+    """The client side of one `ceo` command: inventory, config, sessions, output."""
+
+    def __init__(self, inventory, config, output, check: bool = False):
+        self.inventory, self.config, self.output, self.check = inventory, config, output, check
+        self.pool = Pool(inventory, config)
+        self.done: list[tuple[str, object]] = []  # (description, undo callable)
+
+    # --- single requests ------------------------------------------------------------------
+    def call(self, qualname: str, args: dict, *, role: str | None = None, host=None):
+        """Run a helper verb (plugin.verb) on the host of `role` (or `host`), streaming its events."""
+        plugin, verb = qualname.split(".", 1)
+        session = self.pool.for_host(host) if host is not None else self.pool.for_role(role)
+        return session.request(plugin, verb, args, check=self.check, on_event=self._event)
+
+    def _event(self, session, event, *_):
+        self.output.event(session.host.name, event)
+
+    # --- client-side verbs: steps with undo -------------------------------------------------
+    def prepare(self, roles):
+        """Open the sessions a plan will need, in parallel, so a late host fails before any step."""
+        hosts = {self.inventory.host_for(r).name: self.inventory.host_for(r) for r in roles}
+        for name, outcome in self.pool.open_parallel(hosts.values()).items():
+            if isinstance(outcome, Exception):
+                raise outcome
+
+    def step(self, qualname: str, args: dict, *, role: str, describe: str, undo: str | None = None,
+             undo_args: dict | None = None, best_effort: bool = False):
+        """One step on the host of `role`. Registers `undo` (a verb) to run if a later step fails."""
+        try:
+            result = self.call(qualname, args, role=role)
+        except CeoError as err:
+            if best_effort:
+                self._emit(role, describe, "warning", f"{describe}: {err.message}")
+                return None
+            self._emit(role, describe, "failed", f"{describe}: {err.message}")
+            raise StepFailed(f"{describe} failed: {err.message}", cause=err.name) from err
+        if self.check:
+            return result
+        self._emit(role, describe, "done", describe)
+        if undo:
+            self.done.append((describe, lambda: self.call(undo, undo_args if undo_args is not None else args,
+                                                          role=role)))
+        else:
+            self.done.append((describe, None))
+        return result
+
+    def _emit(self, role, describe, status, message):
+        where = self.inventory.host_for(role).name
+        self.output.event(where, {"step": describe, "status": status, "message": message})
+
+    def rollback(self, err: CeoError) -> CeoError:
+        stuck = []
+        while self.done:
+            what, undo = self.done.pop()
+            if undo is None:
+                continue
+            try:
+                undo()
+                self.output.event("", {"step": what, "status": "undone", "message": f"undid: {what}"})
+            except CeoError as exc:
+                stuck.append(what)
+                self.output.event("", {"step": what, "status": "undo-failed",
+                                       "message": f"could not undo {what}: {exc.message}"})
+        if stuck:
+            return PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}", not_undone=stuck)
+        return err
+
+    def ticket(self):
+        return ticket()
+
+    def close(self):
+        self.pool.close()
+
+
+def run_verb(run: Run, verb, args: dict, host=None):
+    """Execute a declared verb with validated args. Returns its result or raises CeoError."""
+    if not verb.composite:
+        if verb.role == "any":
+            host = host or next(iter(run.inventory.hosts.values()), None)
+            if host is None:
+                raise BadInput("the inventory lists no hosts")
+            return run.call(verb.qualname, args, host=host)
+        return run.call(verb.qualname, args, role=verb.role)
+    try:
+        return verb.fn(run, **args)
+    except CeoError as err:
+        raise run.rollback(err) from None

@@ -1,0 +1,368 @@
+"""Sessions to the helpers: one per host per run, opened on first use, reused for every request.
+
+Three connections, chosen by the inventory's `ansible_connection`:
+  paramiko  paramiko with GSSAPI (the default); the socket is tuned against delayed-ACK stalls
+  ssh       the OpenSSH client with GSSAPI
+  local     the helper as a local subprocess (cron on the host itself)
+All three carry the same JSON lines over the helper's stdin and stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .errors import BadInput, NoTicket, NotPermitted, RemoteError, Unreachable, VersionMismatch
+from .protocol import PROTOCOL, client_hello, encode
+
+PIPELINE_WINDOW = 256  # requests in flight at once in a batch
+
+
+def ticket():
+    """(principal, seconds left) of the caller's Kerberos ticket, or NoTicket."""
+    import gssapi
+    try:
+        creds = gssapi.Credentials(usage="initiate")
+        lifetime = creds.lifetime
+        return str(creds.name), lifetime
+    except gssapi.exceptions.GSSError as exc:
+        if "expired" in str(exc).lower():
+            raise NoTicket("your Kerberos ticket has expired: run kinit") from None
+        raise NoTicket("no Kerberos ticket: run kinit") from None
+
+
+class Session:
+    """A helper on one host: hello once, then requests with ids, answered in order."""
+
+    def __init__(self, host, roles, config):
+        self.host, self.roles, self.config = host, roles, config
+        self.next_id = 0
+        self.hello = None
+        self.lock = threading.Lock()
+
+    def where(self) -> str:
+        return f"{self.host.name} ({', '.join(self.roles) or 'no role'})"
+
+    # Transports provide: _open() -> None, _write(bytes), _readline() -> bytes, close()
+    def open(self):
+        self._open()
+        self._write(encode(client_hello()))
+        reply = self._read_message(None)
+        if "error" in reply:
+            err = reply["error"]
+            cls = VersionMismatch if err.get("name") == "VersionMismatch" else RemoteError
+            if cls is VersionMismatch:
+                raise VersionMismatch(err.get("message", ""))
+            raise RemoteError(err.get("name", "Error"), f"{self.host.name}: {err.get('message')}",
+                              err.get("exit", 1))
+        if reply.get("hello") != "ceo-helper":
+            raise Unreachable(f"{self.where()} did not answer as ceo-helper")
+        self.hello = reply
+        return self
+
+    def _read_message(self, rid) -> dict:
+        line = self._readline()
+        if not line:
+            detail = self._failure_detail()
+            raise Unreachable(f"the helper on {self.where()} closed the session{detail}")
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise Unreachable(f"the helper on {self.where()} sent something that is not JSON: "
+                              f"{line[:80]!r}") from None
+
+    def _failure_detail(self) -> str:
+        return ""
+
+    def request(self, plugin: str, verb: str, args: dict, check: bool = False, on_event=None):
+        """One request; events go to on_event as they arrive. Returns the result or raises."""
+        with self.lock:
+            self.next_id += 1
+            rid = self.next_id
+            self._write(encode({"id": rid, "plugin": plugin, "verb": verb, "args": args, "check": check}))
+            while True:
+                msg = self._read_message(rid)
+                if msg.get("id") != rid:
+                    continue
+                if "event" in msg:
+                    if on_event:
+                        on_event(self, msg["event"])
+                    continue
+                return self._outcome(msg)
+
+    def stream(self, requests, on_reply, on_event=None):
+        """Pipeline many (plugin, verb, args, check) requests; on_reply(index, result_or_error)."""
+        with self.lock:
+            pending, sent, done = {}, 0, 0
+            requests = list(requests)
+            while done < len(requests):
+                while sent < len(requests) and len(pending) < PIPELINE_WINDOW:
+                    plugin, verb, args, check = requests[sent]
+                    self.next_id += 1
+                    pending[self.next_id] = sent
+                    self._write(encode({"id": self.next_id, "plugin": plugin, "verb": verb,
+                                        "args": args, "check": check}))
+                    sent += 1
+                msg = self._read_message(None)
+                index = pending.get(msg.get("id"))
+                if index is None:
+                    continue
+                if "event" in msg:
+                    if on_event:
+                        on_event(self, msg["event"], index)
+                    continue
+                del pending[msg["id"]]
+                done += 1
+                try:
+                    on_reply(index, self._outcome(msg))
+                except RemoteError as err:
+                    on_reply(index, err)
+
+    def _outcome(self, msg: dict):
+        if "error" in msg:
+            err = msg["error"] if isinstance(msg["error"], dict) else {}
+            raise RemoteError(str(err.get("name", "Error")), str(err.get("message", "failed")),
+                              err.get("exit", 1), err.get("details"))
+        return msg.get("result")
+
+
+class ParamikoSession(Session):
+    def _open(self):
+        sys.modules.setdefault("invoke", None)  # paramiko imports it only for `Match exec`: 50 ms
+        import gssapi
+        import paramiko
+        principal, _ = ticket()
+        timeout = float(self.config.get("ssh", "connect_timeout"))
+        try:
+            sock = _TunedSocket(socket.create_connection((self.host.address, self.host.port), timeout))
+        except OSError as exc:
+            raise Unreachable(f"cannot reach {self.where()} at {self.host.address}:{self.host.port}: "
+                              f"{exc.strerror or exc}") from None
+        client = paramiko.SSHClient()
+        for path in (self.config.get("ssh", "known_hosts"), os.path.expanduser("~/.ssh/known_hosts")):
+            if path and os.path.exists(path):
+                client.load_host_keys(path)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        user = self.host.user or principal.split("@")[0]
+        try:
+            client.connect(self.host.name, port=self.host.port, username=user, sock=sock,
+                           gss_auth=True, gss_kex=False, gss_host=self.host.name, gss_trust_dns=False,
+                           gss_deleg_creds=self.config.getbool("ssh", "delegate_credentials"),
+                           look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
+                           auth_timeout=timeout)
+        except gssapi.exceptions.GSSError as exc:
+            sock.close()
+            if "credential" in str(exc).lower() or "expired" in str(exc).lower():
+                raise NoTicket("no usable Kerberos ticket: run kinit") from None
+            raise NotPermitted(f"{self.where()} refused the login of {principal}: "
+                               f"{str(exc).splitlines()[0]}") from None
+        except paramiko.BadHostKeyException:
+            sock.close()
+            raise Unreachable(f"the host key of {self.where()} does not match the known one: "
+                              "possible impersonation, not connecting") from None
+        except paramiko.SSHException as exc:
+            sock.close()
+            if "not found in known_hosts" in str(exc):
+                raise Unreachable(f"the host key of {self.where()} is not known: add it to "
+                                  f"{self.config.get('ssh', 'known_hosts')}") from None
+            if isinstance(exc, paramiko.AuthenticationException):
+                raise NotPermitted(f"{self.where()} refused the login of {principal} as {user}") from None
+            raise Unreachable(f"SSH to {self.where()} failed: {exc}") from None
+        except OSError as exc:
+            sock.close()
+            raise Unreachable(f"cannot reach {self.where()}: {exc.strerror or exc}") from None
+        self.client = client
+        self.channel = client.get_transport().open_session(timeout=timeout)
+        self.channel.exec_command(self.host.helper)
+        self.stdin = self.channel.makefile_stdin("wb")
+        self.stdout = self.channel.makefile("rb")
+
+    def _write(self, data: bytes):
+        try:
+            self.stdin.write(data)
+            self.stdin.flush()
+        except OSError as exc:
+            raise Unreachable(f"lost the session to {self.where()}: {exc}") from None
+
+    def _readline(self) -> bytes:
+        try:
+            return self.stdout.readline()
+        except OSError as exc:
+            raise Unreachable(f"lost the session to {self.where()}: {exc}") from None
+
+    def close(self):
+        try:
+            self.channel.shutdown_write()
+            self.channel.recv_exit_status()
+        except Exception:
+            pass
+        self.client.close()
+
+
+class _ProcessSession(Session):
+    """A helper behind a child process's pipes (OpenSSH client, or the helper itself)."""
+
+    def _spawn(self, argv, env=None):
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, bufsize=0)
+        except OSError as exc:
+            raise Unreachable(f"cannot start {argv[0]} for {self.where()}: {exc.strerror}") from None
+        self.stderr = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line.decode(errors="replace").rstrip())
+
+    def _write(self, data: bytes):
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except OSError:
+            raise Unreachable(f"lost the session to {self.where()}{self._failure_detail()}") from None
+
+    def _readline(self) -> bytes:
+        return self.proc.stdout.readline()
+
+    def _failure_detail(self) -> str:
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return ""
+        lines = [line for line in self.stderr if line]
+        return f": {lines[-1]}" if lines else f" (exit status {self.proc.returncode})"
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+
+
+class OpenSSHSession(_ProcessSession):
+    def _open(self):
+        principal, _ = ticket()
+        user = self.host.user or principal.split("@")[0]
+        known = self.config.get("ssh", "known_hosts")
+        argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "GSSAPIAuthentication=yes",
+                "-o", f"GSSAPIDelegateCredentials={'yes' if self.config.getbool('ssh', 'delegate_credentials') else 'no'}",
+                "-o", "PreferredAuthentications=gssapi-with-mic", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={known} ~/.ssh/known_hosts", "-o", f"HostKeyAlias={self.host.name}",
+                "-o", f"ConnectTimeout={int(float(self.config.get('ssh', 'connect_timeout')))}",
+                "-o", "KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com",
+                "-o", "LogLevel=ERROR", "-p", str(self.host.port), "-l", user]
+        if self.host.address != self.host.name:
+            argv += ["-o", f"GSSAPIServerIdentity={self.host.name}"]  # the principal is the name
+        self._spawn(argv + [self.host.address, "--", *shlex.split(self.host.helper)])
+
+    def _failure_detail(self) -> str:
+        detail = super()._failure_detail()
+        if "Permission denied" in detail:
+            raise NotPermitted(f"{self.where()} refused the login{detail}")
+        return detail
+
+
+class LocalSession(_ProcessSession):
+    def _open(self):
+        env = {**os.environ, "CEO_HOST": self.host.name}
+        if getattr(self.config, "path", None):
+            env["CEO_CONFIG"] = self.config.path
+        self._spawn(shlex.split(self.host.helper), env)
+
+
+TRANSPORTS = {"paramiko": ParamikoSession, "ssh": OpenSSHSession, "local": LocalSession}
+
+
+class Pool:
+    """The run's sessions, one per host, opened on first use (in parallel where asked)."""
+
+    def __init__(self, inventory, config):
+        self.inventory, self.config = inventory, config
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.Lock()
+
+    def for_role(self, role: str) -> Session:
+        return self.for_host(self.inventory.host_for(role))
+
+    def for_host(self, host) -> Session:
+        with self.lock:
+            session = self.sessions.get(host.name)
+            if session is None:
+                if host.connection not in TRANSPORTS:
+                    raise BadInput(f"{host.name}: ansible_connection={host.connection} is not one of "
+                                   f"{', '.join(TRANSPORTS)}")
+                if host.connection == "local" and "ceo_helper" not in host.vars:
+                    host.vars["ceo_helper"] = "ceo-helper"
+                session = TRANSPORTS[host.connection](host, self.inventory.roles_of(host.name), self.config)
+                session.lock.acquire()  # others wait for it to open
+                self.sessions[host.name] = session
+                opening = True
+            else:
+                opening = False
+        if opening:
+            try:
+                session.open()
+            except BaseException:
+                with self.lock:
+                    self.sessions.pop(host.name, None)
+                raise
+            finally:
+                session.lock.release()
+        else:
+            with session.lock:
+                if session.hello is None:
+                    raise Unreachable(f"{session.where()} could not be opened")
+        return session
+
+    def open_parallel(self, hosts) -> dict[str, Session | Exception]:
+        def one(host):
+            try:
+                return host.name, self.for_host(host)
+            except Exception as exc:
+                return host.name, exc
+        hosts = list(hosts)
+        if len(hosts) == 1:
+            return dict([one(hosts[0])])
+        with ThreadPoolExecutor(max(1, len(hosts))) as pool:
+            return dict(pool.map(one, hosts))
+
+    def close(self):
+        for session in self.sessions.values():
+            try:
+                session.close()
+            except Exception:
+                pass
+
+
+class _TunedSocket:
+    """TCP_NODELAY, and TCP_QUICKACK re-armed after every recv (Linux clears it): removes the
+    two delayed-ACK stalls that otherwise cost ~80 ms of every paramiko connect."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._quickack = getattr(socket, "TCP_QUICKACK", None)
+        self._ack()
+
+    def _ack(self):
+        if self._quickack is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, self._quickack, 1)
+            except OSError:
+                pass
+
+    def recv(self, n, *flags):
+        data = self._sock.recv(n, *flags)
+        self._ack()
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)

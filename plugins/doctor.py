@@ -1,0 +1,168 @@
+"""`ceo doctor`: is everything ceo needs there? The ticket, every host, its helper, its services."""
+
+from __future__ import annotations
+
+import time
+
+from ceo.plugin import Plugin
+
+plugin = Plugin("doctor", "Check your ticket, every host, its helper and the services it runs",
+                default_verb="check")
+
+
+def render(console, result):
+    from rich.table import Table
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("host", "check", "status", "detail"):
+        table.add_column(column)
+    for row in result["checks"]:
+        status = "[green]ok[/]" if row["ok"] else "[red]FAIL[/]"
+        table.add_row(row["host"].split(".")[0], row["check"], status, row["detail"].replace("[", "\\["))
+    console.print(table)
+    failed = sum(not r["ok"] for r in result["checks"])
+    console.print(f"{len(result['checks']) - failed} ok, {failed} failed")
+
+
+@plugin.composite("check", "Check the ticket, then every inventory host in parallel (exit 1 on any failure)",
+                  render=render)
+def check(run):
+    from ceo.errors import CeoError
+    rows = []
+    try:
+        principal, left = run.ticket()
+        rows.append(_row("-", "kerberos ticket", True, f"{principal}, {left // 3600} h {left % 3600 // 60} min left"))
+    except CeoError as err:
+        return {"ok": False, "checks": [_row("-", "kerberos ticket", False, err.message)]}
+    hosts = list(run.inventory.hosts.values())
+    t0 = time.monotonic()
+    sessions = run.pool.open_parallel(hosts)
+    for host in hosts:
+        outcome = sessions[host.name]
+        roles = ", ".join(run.inventory.roles_of(host.name)) or "no roles"
+        if isinstance(outcome, Exception):
+            rows.append(_row(host.name, f"helper ({host.connection})", False, getattr(outcome, "message", str(outcome))))
+            continue
+        hello = outcome.hello
+        rows.append(_row(host.name, f"helper ({host.connection})", True,
+                         f"ceo-helper {hello['version']}, protocol {hello['protocol']}, "
+                         f"as {hello['caller']}, roles: {roles}"))
+        try:
+            services = outcome.request("doctor", "services", {})
+        except CeoError as err:
+            rows.append(_row(host.name, "services", False, err.message))
+            continue
+        rows += [_row(host.name, s["check"], s["ok"], s["detail"]) for s in services]
+    return {"ok": all(r["ok"] for r in rows), "checks": rows, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _row(host, check, ok, detail):
+    return {"host": host, "check": check, "ok": bool(ok), "detail": detail}
+
+
+@plugin.verb("ping", "Answer at once (a no-op: measures the round trip)", role="any", allow=("any",))
+def ping(ctx):
+    return {"pong": True, "host": ctx.host}
+
+
+@plugin.verb("services", "Check the services this host's roles need", role="any", allow=("any",), hidden=True)
+def services(ctx):
+    checks = []
+    for role in ctx.roles:
+        for name, probe in PROBES.get(role, ()):
+            t0 = time.monotonic()
+            try:
+                detail, ok = probe(ctx), True
+            except Exception as exc:  # a failing service is the answer here, not an error
+                detail, ok = (getattr(exc, "message", None) or str(exc).splitlines()[0] or type(exc).__name__), False
+            checks.append({"check": f"{role}: {name}", "ok": ok,
+                           "detail": f"{detail} ({(time.monotonic() - t0) * 1000:.0f} ms)"})
+    if not ctx.roles:
+        checks.append({"check": "roles", "ok": False, "detail": f"{ctx.host} has no role in the inventory"})
+    return checks
+
+
+# --- the probes, run on the helper's host ------------------------------------------------
+
+def _ldap(ctx):
+    conn = ctx.ldap()
+    base = ctx.config.get("ldap", "base")
+    conn.search(base, "(objectClass=*)", search_scope="BASE", attributes=["dc"])
+    if conn.result["result"] != 0:
+        raise RuntimeError(f"search of {base} failed: {conn.result['description']}")
+    return f"{base} readable as {conn.extend.standard.who_am_i().removeprefix('dn:')}"
+
+
+def _kadmin(ctx):
+    import kadmin
+    cfg = ctx.config
+    principal = f"{cfg.get('kerberos', 'admin_principal')}@{cfg.realm}" \
+        if "@" not in cfg.get("kerberos", "admin_principal") else cfg.get("kerberos", "admin_principal")
+    admin = kadmin.KAdmin.with_keytab(kadmin.KAdm5Variant.MitClient, client_name=principal,
+                                      keytab=cfg.get("kerberos", "admin_keytab"))
+    admin.principal_exists(f"K/M@{cfg.realm}")
+    return f"kadmind answers {principal}"
+
+
+def _homes(ctx):
+    import os
+    base = ctx.config.get("homes", "base", "/users")
+    skel = ctx.config.get("homes", "skeleton", f"{base}/skel")
+    for path in (base, skel):
+        if not os.path.isdir(path):
+            raise RuntimeError(f"{path} is not a directory")
+    return f"{base} and {skel} present"
+
+
+def _postgresql(ctx):
+    import psycopg2
+    with psycopg2.connect(host=ctx.config.get("postgresql", "socket_dir", "/run/postgresql"),
+                          user="postgres", dbname="postgres", connect_timeout=5) as conn:
+        with conn.cursor() as cur:
+            cur.execute("show server_version")
+            version = cur.fetchone()[0]
+    conn.close()
+    return f"PostgreSQL {version}"
+
+
+def _mariadb(ctx):
+    import pymysql
+    conn = pymysql.connect(unix_socket=ctx.config.get("mariadb", "socket", "/run/mysqld/mysqld.sock"),
+                           user="root", connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select version()")
+            return f"MariaDB {cur.fetchone()[0]}"
+    finally:
+        conn.close()
+
+
+def _mailman(ctx):
+    import json
+    import urllib.request
+    from base64 import b64encode
+    url = ctx.config.get("mailman", "url", "http://localhost:8001/3.1")
+    req = urllib.request.Request(f"{url}/system/versions")
+    auth = f"{ctx.config.get('mailman', 'user', '')}:{ctx.config.get('mailman', 'password', '')}"
+    req.add_header("Authorization", "Basic " + b64encode(auth.encode()).decode())
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        info = json.loads(resp.read())
+    return f"Mailman {info.get('mailman_version', '?')} REST at {url}"
+
+
+def _smtp(ctx):
+    import smtplib
+    host, port = ctx.config.get("smtp", "host", "localhost"), int(ctx.config.get("smtp", "port", "25"))
+    with smtplib.SMTP(host, port, timeout=5) as smtp:
+        code, _ = smtp.noop()
+    if code != 250:
+        raise RuntimeError(f"NOOP answered {code}")
+    return f"SMTP at {host}:{port} answers"
+
+
+PROBES = {
+    "ldap": [("slapd", _ldap)],
+    "kerberos": [("kadmind", _kadmin)],
+    "homes": [("home directories", _homes)],
+    "databases": [("postgresql", _postgresql), ("mariadb", _mariadb)],
+    "mail": [("mailman", _mailman), ("smtp", _smtp)],
+}
