@@ -118,7 +118,13 @@ def main(argv=None) -> int:
     from .discovery import discover
     registry = discover(config.get("plugins", "site_dir"))
     completing = "_ARGCOMPLETE" in os.environ
-    parser = build_parser(registry, _selected_plugin(argv), everything=completing)
+    selected = _selected_plugin(argv)
+    plugin = registry.plugins.get(selected)
+    if plugin and plugin.default_verb and not completing:
+        at = argv.index(selected) + 1
+        if at >= len(argv) or (argv[at].startswith("-") and argv[at] not in ("-h", "--help")):
+            argv = [*argv[:at], plugin.default_verb, *argv[at:]]
+    parser = build_parser(registry, selected, everything=completing)
     if completing:
         import argcomplete
         argcomplete.autocomplete(parser)
@@ -131,9 +137,6 @@ def main(argv=None) -> int:
         return BAD_INPUT
     verb = getattr(ns, "_verb", None)
     if verb is None:
-        if plugin.default_verb:
-            at = argv.index(plugin.name) + 1
-            return main([*argv[:at], plugin.default_verb, *argv[at:]])
         parser.parse_args([*argv, "--help"])
     return run_command(verb, ns, config, inv_path)
 

@@ -3,7 +3,8 @@
 Follows Ansible's INI plugin: hosts before any section are `ungrouped`; `[g:vars]` and inline
 `k=v` values are Python literals when they parse as one, else strings; host lines are split
 like a shell (quotes, trailing comments); `host:port` and ranges `web[01:03]`, `db[a:c]`;
-a host's variables merge `all`, then its groups by depth and name, then its own.
+a host's variables merge `all`, then its groups by depth, `ansible_group_priority` and name,
+then its own. tests/test_inventory.py checks all of this against `ansible-inventory --list`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,24 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import string
 
 from .errors import BadInput
 
-_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
-_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
-_RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\]")
+# Only `#` starts a comment after a section or a child name: Ansible reads `[g] ; x` as a
+# host line (and rejects it), so we must not take it for a section.
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
+_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
+# Ansible's parse_address(): a `:port` is split off a bracketed address, or off a pattern whose
+# other colons are all inside [ranges], and only if what is left is a host name or IPv4
+# address (labels of word characters and dashes, or ranges) or an IPv6 address; otherwise the
+# whole token is the name. (Our IPv6 test is looser than Ansible's full grammar.)
+_BRACKETED_PORT = re.compile(r"\[(.+)\]:([0-9]+)")
+_HOST_PORT = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)")
+_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_LABEL = rf"(?:\w|{_RANGE})(?:[\w-]|{_RANGE})*(?<![_-])"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.I)
+_IPV6 = re.compile(r"(?=.*:.*:)[0-9a-f.:\[\]]+", re.I)
 
 ROLES = ("ldap", "kerberos", "homes", "databases", "mail")
 
@@ -59,6 +72,7 @@ class Group:
         self.hosts: list[str] = []
         self.children: list[str] = []
         self.parents: set[str] = set()
+        self.priority = 1  # `ansible_group_priority`: orders groups of the same depth
 
 
 class Inventory:
@@ -142,19 +156,29 @@ class Inventory:
             if state == "hosts":
                 names, port, variables = _host_line(line, where)
                 for name in names:
-                    host = inv.hosts.setdefault(name, Host(name))
-                    host.groups.add(group)
+                    if name not in inv.hosts:
+                        inv.hosts[name] = Host(name)
+                        # Ansible takes the port from a host's first line only (and not 0).
+                        host_vars[name] = {"ansible_port": port} if port else {}
+                    inv.hosts[name].groups.add(group)
                     if name not in inv.groups[group].hosts:
                         inv.groups[group].hosts.append(name)
-                    hv = host_vars.setdefault(name, {})
-                    if port is not None:
-                        hv["ansible_port"] = port
-                    hv.update(variables)
+                    host_vars[name].update(variables)
             elif state == "vars":
                 if "=" not in line:
                     raise BadInput(f"{where}: expected key=value, got {line!r}")
                 key, value = (part.strip() for part in line.split("=", 1))
-                inv.groups[group].vars[key] = _value(value)
+                value = _value(value, where)
+                if key != "ansible_group_priority":
+                    inv.groups[group].vars[key] = value
+                    continue
+                # Ansible keeps the priority out of the group's vars, and ignores a list or None.
+                try:
+                    inv.groups[group].priority = int(value)
+                except TypeError:
+                    pass
+                except ValueError:
+                    raise BadInput(f"{where}: ansible_group_priority must be a number, got {value!r}") from None
             else:
                 m = _GROUP_NAME.match(line)
                 if not m:
@@ -163,7 +187,7 @@ class Inventory:
                 if child not in inv.groups:
                     inv.groups[child] = Group(child)
                     pending.setdefault(child, (lineno, "children"))
-                inv._add_child(group, child)
+                inv._add_child(group, child, where)
         for name, (lineno, kind) in pending.items():
             if kind == "vars":
                 raise BadInput(f"{path or 'inventory'}:{lineno}: section [{name}:vars] is for undefined group {name!r}")
@@ -171,9 +195,9 @@ class Inventory:
         inv._finish(host_vars)
         return inv
 
-    def _add_child(self, parent: str, child: str):
+    def _add_child(self, parent: str, child: str, where: str):
         if child == parent or parent in self._descendants(child):
-            raise BadInput(f"groups {parent!r} and {child!r} would contain each other")
+            raise BadInput(f"{where}: groups {parent!r} and {child!r} would contain each other")
         if child not in self.groups[parent].children:
             self.groups[parent].children.append(child)
         self.groups[child].parents.add(parent)
@@ -198,12 +222,15 @@ class Inventory:
             if name != "all" and not g.parents:
                 all_.children.append(name)
                 g.parents.add("all")
-        # A host listed in some group is not "ungrouped" (Ansible moves it out).
-        ungrouped = self.groups["ungrouped"]
-        ungrouped.hosts = [h for h in ungrouped.hosts if self.hosts[h].groups == {"ungrouped"}]
-        for name, host in self.hosts.items():
-            if host.groups != {"ungrouped"}:
+        # A host listed in some group is not "ungrouped" (Ansible moves it out), but one listed
+        # only under [all] is.
+        for host in self.hosts.values():
+            if host.groups <= {"all", "ungrouped"}:
+                host.groups.add("ungrouped")
+            else:
                 host.groups.discard("ungrouped")
+        self.groups["ungrouped"].hosts = [h for h, host in self.hosts.items() if "ungrouped" in host.groups]
+        for name, host in self.hosts.items():
             ancestors = {"all"}
             stack = list(host.groups)
             while stack:
@@ -212,19 +239,33 @@ class Inventory:
                     ancestors.add(g)
                     stack.extend(self.groups[g].parents)
             merged: dict = {}
-            for g in sorted(ancestors, key=lambda n: (self._depth(n), n)):
+            for g in sorted(ancestors, key=lambda n: (self._depth(n), self.groups[n].priority, n)):
                 merged.update(self.groups[g].vars)
             merged.update(host_vars.get(name, {}))
             host.vars = merged
 
 
-def _value(text: str):
+def _value(text: str, where: str):
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except (ValueError, SyntaxError):
         return text
+    except (TypeError, MemoryError, RecursionError) as exc:  # e.g. {[1]: 2}; Ansible fails too
+        raise BadInput(f"{where}: cannot read value {text!r}: {exc}") from None
+    return _plain(value)
+
+
+def _plain(value):
+    """What Ansible keeps of a literal: tuples and sets become lists, bytes text, and `...` and
+    complex numbers their text, also inside lists and dicts."""
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if value is ... or isinstance(value, complex):
-        return text
+        return "..." if value is ... else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
     return value
 
 
@@ -233,44 +274,52 @@ def _host_line(line: str, where: str):
         tokens = shlex.split(line, comments=True)
     except ValueError as exc:
         raise BadInput(f"{where}: cannot parse host line {line!r}: {exc}") from None
-    if not tokens:
-        raise BadInput(f"{where}: empty host line")
+    if not tokens or not tokens[0]:
+        raise BadInput(f"{where}: empty host name in {line!r}")
     names, port = _expand(tokens[0], where)
     variables = {}
     for token in tokens[1:]:
         if "=" not in token:
             raise BadInput(f"{where}: expected key=value host variable, got {token!r}")
         key, value = token.split("=", 1)
-        variables[key] = _value(value)
+        variables[key] = _value(value, where)
     return names, port, variables
 
 
 def _expand(pattern: str, where: str):
-    """`name`, `name:port`, `[v6]:port`, and one or more `[a:b]` ranges."""
+    """`name`, `name:port`, `[v6]:port`, and one or more `[a:b]` or `[a:b:step]` ranges."""
     port = None
-    if pattern.endswith(":"):
-        raise BadInput(f"{where}: host pattern {pattern!r} ends in ':' (reserved for a port)")
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)", pattern) or re.fullmatch(r"(.*[^:\]]|.*\]):(\d+)", pattern)
-    if m and pattern.count(":") - sum(r.group(0).count(":") for r in _RANGE.finditer(pattern)) == 1:
+    m = _BRACKETED_PORT.fullmatch(pattern) or _HOST_PORT.fullmatch(pattern)
+    if m and (_HOSTNAME.fullmatch(m.group(1)) or _IPV6.fullmatch(m.group(1))):
         pattern, port = m.group(1), int(m.group(2))
-    names = [pattern]
-    while any(_RANGE.search(n) for n in names):
-        expanded = []
-        for n in names:
-            r = _RANGE.search(n)
-            if not r:
-                expanded.append(n)
-                continue
-            start, end, step = r.group(1), r.group(2), int(r.group(3) or 1)
-            if start.isdigit() and end.isdigit():
-                width = len(start) if start.startswith("0") else 0
-                values = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
-            elif len(start) == len(end) == 1 and start.isalpha() and end.isalpha():
-                values = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
-            else:
-                raise BadInput(f"{where}: bad range [{r.group(0)[1:-1]}] in {pattern!r}")
-            if not values:
-                raise BadInput(f"{where}: empty range in {pattern!r}")
-            expanded += [n[:r.start()] + v + n[r.end():] for v in values]
-        names = expanded
-    return names, port
+    elif pattern.endswith(":"):
+        raise BadInput(f"{where}: host pattern {pattern!r} ends in ':' (reserved for a port)")
+    return _ranges(pattern, pattern, where), port
+
+
+def _ranges(name: str, pattern: str, where: str) -> list[str]:
+    """Expand the first [begin:end(:step)] in name, then the rest, as Ansible does."""
+    if "[" not in name:
+        return [name]
+    head, _, rest = name.partition("[")
+    inner, closed, tail = rest.partition("]")
+    bounds = inner.split(":")
+    if not closed or len(bounds) not in (2, 3) or not bounds[1]:
+        raise BadInput(f"{where}: bad range [{inner}] in {pattern!r}: want [begin:end] or [begin:end:step]")
+    begin, end, step = bounds[0] or "0", bounds[1], bounds[2] if len(bounds) == 3 else "1"
+    width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
+    if width and len(end) != width:
+        raise BadInput(f"{where}: bad range [{inner}] in {pattern!r}: zero-padded ends must be as long")
+    try:
+        if len(begin) == len(end) == 1 and begin in string.ascii_letters and end in string.ascii_letters:
+            # Letters run a..zA..Z, as in Ansible (so [x:B] is x y z A B).
+            first, last = string.ascii_letters.index(begin), string.ascii_letters.index(end)
+            values = list(string.ascii_letters[first:last + 1:int(step)]) if first <= last else []
+        else:
+            values = [str(i).zfill(width) for i in range(int(begin), int(end) + 1, int(step))]
+    except ValueError:
+        raise BadInput(f"{where}: bad range [{inner}] in {pattern!r}") from None
+    if not values:
+        # Ansible silently adds no host here; an empty range is surely a typo, so we refuse it.
+        raise BadInput(f"{where}: empty range [{inner}] in {pattern!r}")
+    return [n for v in values for n in _ranges(head + v + tail, pattern, where)]

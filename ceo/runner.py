@@ -18,14 +18,19 @@ class Run:
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
 
     # --- single requests ------------------------------------------------------------------
-    def call(self, qualname: str, args: dict, *, role: str | None = None, host=None):
-        """Run a helper verb (plugin.verb) on the host of `role` (or `host`), streaming its events."""
+    def call(self, qualname: str, args: dict, *, role: str | None = None, host=None, quiet=False):
+        """Run a helper verb (plugin.verb) on the host of `role` (or `host`), streaming its events.
+        Returns (result, how many step events the helper sent)."""
         plugin, verb = qualname.split(".", 1)
         session = self.pool.for_host(host) if host is not None else self.pool.for_role(role)
-        return session.request(plugin, verb, args, check=self.check, on_event=self._event)
+        steps = []
 
-    def _event(self, session, event, *_):
-        self.output.event(session.host.name, event)
+        def on_event(session, event, *_):
+            steps.append(event)
+            if not quiet:
+                self.output.event(session.host.name, event)
+        self.last_steps = steps
+        return session.request(plugin, verb, args, check=self.check, on_event=on_event)
 
     # --- client-side verbs: steps with undo -------------------------------------------------
     def prepare(self, roles):
@@ -48,10 +53,11 @@ class Run:
             raise StepFailed(f"{describe} failed: {err.message}", cause=err.name) from err
         if self.check:
             return result
-        self._emit(role, describe, "done", describe)
+        if not any("step" in e for e in self.last_steps):  # the helper's own steps said it already
+            self._emit(role, describe, "done", describe)
         if undo:
             self.done.append((describe, lambda: self.call(undo, undo_args if undo_args is not None else args,
-                                                          role=role)))
+                                                          role=role, quiet=True)))
         else:
             self.done.append((describe, None))
         return result

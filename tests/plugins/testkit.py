@@ -1,0 +1,123 @@
+"""Verbs that exist only to test the framework (installed through the sandbox's site dir)."""
+
+import os
+import shutil
+
+from ceo.errors import ServiceUnavailable
+from ceo.plugin import Flag, GroupName, Int, Plugin, Str
+
+plugin = Plugin("testkit", "Test verbs for the framework's own tests")
+STAFF = ("office", "syscom")
+
+
+@plugin.verb("whoami", "Who the helper thinks you are", role="any", allow=("any",))
+def whoami(ctx):
+    return {"caller": ctx.caller, "host": ctx.host, "roles": ctx.roles, "groups": sorted(ctx.groups)}
+
+
+@plugin.verb("staffonly", "A change only office staff and syscom may make", role="ldap", allow=STAFF,
+             mutating=True, check=True, params=[Str("note", "anything", positional=False)])
+def staffonly(ctx, note):
+    ctx.step("noop", lambda: None, describe=f"did nothing ({note})")
+    return {"done": True}
+
+
+@plugin.verb("secret", "A change with a secret parameter", role="ldap", allow=STAFF, mutating=True,
+             params=[Str("password", "never logged", secret=True)])
+def secret(ctx, password):
+    return {"length": len(password)}
+
+
+@plugin.verb("confirmed", "A change that asks first", role="ldap", allow=STAFF, mutating=True,
+             confirm="Really do nothing to {name}?", params=[GroupName("name", positional=True)])
+def confirmed(ctx, name):
+    return {"name": name}
+
+
+def _dn(ctx, name):
+    return f"cn={name},ou=Group,{ctx.config.get('ldap', 'base')}"
+
+
+def _home(ctx, name):
+    return os.path.join(ctx.config.get("homes", "base"), name)
+
+
+def _add_entry(ctx, name, fail=False):
+    def do():
+        if fail:
+            raise ServiceUnavailable("injected failure while adding the entry")
+        if not ctx.ldap().add(_dn(ctx, name), ["group"], {"cn": name}):
+            raise ServiceUnavailable(f"LDAP add failed: {ctx.ldap().result['description']}")
+    ctx.step("ldap-entry", do, lambda: ctx.ldap().delete(_dn(ctx, name)), describe=f"added LDAP entry cn={name}")
+
+
+def _make_dir(ctx, name, fail=False):
+    def do():
+        if fail:
+            raise ServiceUnavailable("injected failure while making the directory")
+        os.mkdir(_home(ctx, name))
+    ctx.step("directory", do, lambda: shutil.rmtree(_home(ctx, name)), describe=f"made directory {_home(ctx, name)}")
+
+
+@plugin.verb("mkentry", "Step: add an LDAP entry", role="ldap", allow=STAFF, mutating=True, hidden=True,
+             params=[GroupName("name", positional=True), Flag("fail")])
+def mkentry(ctx, name, fail):
+    _add_entry(ctx, name, fail)
+    return {}
+
+
+@plugin.verb("rmentry", "Undo: remove the LDAP entry", role="ldap", allow=STAFF, mutating=True, hidden=True,
+             params=[GroupName("name", positional=True), Flag("fail")])
+def rmentry(ctx, name, fail):
+    ctx.step("ldap-entry", lambda: ctx.ldap().delete(_dn(ctx, name)), describe=f"removed LDAP entry cn={name}")
+    return {}
+
+
+@plugin.verb("mkdir", "Step: make a directory", role="homes", allow=STAFF, mutating=True, hidden=True,
+             params=[GroupName("name", positional=True), Flag("fail")])
+def mkdir(ctx, name, fail):
+    _make_dir(ctx, name, fail)
+    return {}
+
+
+@plugin.verb("rmdir", "Undo: remove the directory", role="homes", allow=STAFF, mutating=True, hidden=True,
+             params=[GroupName("name", positional=True), Flag("fail")])
+def rmdir(ctx, name, fail):
+    ctx.step("directory", lambda: shutil.rmtree(_home(ctx, name)), describe=f"removed {_home(ctx, name)}")
+    return {}
+
+
+@plugin.verb("explode", "Step: fail on the databases host", role="databases", allow=STAFF, mutating=True,
+             hidden=True, params=[Flag("fail")])
+def explode(ctx, fail):
+    if fail:
+        raise ServiceUnavailable("injected failure on the databases host")
+    return {}
+
+
+@plugin.composite("multistep", "Three steps on two hosts; --fail-at N makes step N fail",
+                  params=[GroupName("name", positional=True), Int("fail_at", "the step that fails (0: none)",
+                                                                    default=0, min=0, max=3)])
+def multistep(run, name, fail_at):
+    run.prepare(["ldap", "homes", "databases"])
+    run.step("testkit.mkentry", {"name": name, "fail": fail_at == 1}, role="ldap",
+             describe=f"LDAP entry cn={name}", undo="testkit.rmentry", undo_args={"name": name})
+    run.step("testkit.mkdir", {"name": name, "fail": fail_at == 2}, role="homes",
+             describe=f"directory for {name}", undo="testkit.rmdir", undo_args={"name": name})
+    run.step("testkit.explode", {"fail": fail_at == 3}, role="databases", describe="the databases step")
+    return {"name": name}
+
+
+@plugin.verb("localsteps", "Three steps on one host; --fail-at N makes step N fail", role="ldap", allow=STAFF,
+             mutating=True, check=True, params=[GroupName("name", positional=True),
+                                                Int("fail_at", "the step that fails (0: none)", default=0, min=0, max=3)])
+def localsteps(ctx, name, fail_at):
+    _add_entry(ctx, name, fail_at == 1)
+    _make_dir(ctx, name, fail_at == 2)
+    ctx.step("third", lambda: _fail(fail_at == 3), describe="the third step")
+    return {"name": name}
+
+
+def _fail(fail):
+    if fail:
+        raise ServiceUnavailable("injected failure in the third step")
