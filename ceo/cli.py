@@ -45,7 +45,9 @@ def _add_param(parser, p):
 
 
 def _add_verb(subparsers, verb):
-    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help)
+    # Hidden verbs (steps of other verbs) stay runnable, just unlisted.
+    vp = subparsers.add_parser(verb.name, help=argparse.SUPPRESS if verb.hidden else verb.help,
+                               description=verb.help)
     for p in verb.params:
         if p.cli:
             _add_param(vp, p)
@@ -74,8 +76,7 @@ def build_parser(registry, selected: str | None, everything: bool = False):
             continue
         verbs = pp.add_subparsers(dest="_verb_name", metavar="VERB", title="verbs", parser_class=_Parser)
         for verb in plugin.verbs.values():
-            if not verb.hidden:
-                _add_verb(verbs, verb)
+            _add_verb(verbs, verb)
         pp.set_defaults(_plugin_obj=plugin)
     return parser
 

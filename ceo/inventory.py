@@ -172,12 +172,10 @@ class Inventory:
                 if key != "ansible_group_priority":
                     inv.groups[group].vars[key] = value
                     continue
-                # Ansible keeps the priority out of the group's vars, and ignores a list or None.
+                # Ansible keeps the priority out of the group's vars (and fails if not a number).
                 try:
                     inv.groups[group].priority = int(value)
-                except TypeError:
-                    pass
-                except ValueError:
+                except (TypeError, ValueError):
                     raise BadInput(f"{where}: ansible_group_priority must be a number, got {value!r}") from None
             else:
                 m = _GROUP_NAME.match(line)

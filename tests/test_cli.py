@@ -1,0 +1,278 @@
+"""The framework end to end, through the real `ceo` command against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("paramiko", "ldap3", "rich", "gssapi", "psycopg2", "pymysql", "kadmin", "mailmanclient")
+
+
+def ceo(cluster, user, *args, **kw):
+    return cluster.run(["ceo", *args], user, **kw)
+
+
+def inventory_with(tmp_path, **host_vars) -> str:
+    """The repo's hosts.ini with extra vars on every host line that has ansible_host."""
+    extra = " ".join(f"{k}={v}" for k, v in host_vars.items())
+    lines = [line + (f" {extra}" if "ansible_host=" in line else "")
+             for line in (REPO / "hosts.ini").read_text().splitlines()]
+    path = tmp_path / f"hosts-{uuid.uuid4().hex[:6]}.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def ldap_has(cluster, name: str) -> bool:
+    import ldap3
+    conn = ldap3.Connection(ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")),
+                            authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
+                            auto_bind=True)
+    conn.search(f"ou=Group,{cluster.base_dn}", f"(cn={name})", attributes=["cn"])
+    found = bool(conn.entries)
+    conn.unbind()
+    return found
+
+
+def audit_lines(cluster) -> list[dict]:
+    path = cluster.state / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# --- doctor over every transport ------------------------------------------------------------
+
+@pytest.mark.parametrize("connection", ["paramiko", "ssh", "local"])
+def test_doctor_passes_for_every_host(cluster, tmp_path, connection):
+    inv = inventory_with(tmp_path, ansible_connection=connection)
+    proc = ceo(cluster, "ofstaff", "-i", inv, "doctor", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    checks = doc["result"]["checks"]
+    assert doc["ok"] and all(c["ok"] for c in checks)
+    names = {(c["host"].split(".")[0], c["check"]) for c in checks}
+    assert {("phosphoric-acid", "ldap: slapd"), ("phosphoric-acid", "kerberos: kadmind"),
+            ("coffee", "databases: postgresql"), ("coffee", "databases: mariadb"),
+            ("mail", "mail: mailman"), ("mail", "mail: smtp")} <= names
+    assert sum(c["check"] == f"helper ({connection})" for c in checks) == 3
+
+
+def test_doctor_fails_when_a_service_is_down(cluster, tmp_path):
+    # Point mail's checks at a config whose Mailman URL nobody answers: doctor says so, exit 1.
+    inv = inventory_with(tmp_path, ansible_connection="local")
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(Path("/etc/csc/ceo.ini").read_text().replace(":8001/", ":8009/"))
+    proc = cluster.run(["ceo", "-i", inv, "-c", str(cfg), "doctor"], "ofstaff")
+    assert proc.returncode == 1
+    assert "mailman" in proc.stdout and "FAIL" in proc.stdout
+
+
+# --- authorization ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("user, code", [("regular1", 3), ("regular2", 3), ("ofstaff", 0), ("ctdalek", 0)])
+def test_staff_only_verb(cluster, user, code):
+    proc = ceo(cluster, user, "testkit", "staffonly", "--note", "x")
+    assert proc.returncode == code, proc.stderr
+    if code == 3:
+        assert proc.stderr.strip() == f"ceo: testkit.staffonly needs office or syscom; {user} has none of these"
+
+
+def test_json_error_is_one_document(cluster):
+    proc = ceo(cluster, "regular1", "testkit", "staffonly", "--json")
+    assert proc.returncode == 3
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is False and doc["error"]["name"] == "NotPermitted" and doc["error"]["exit"] == 3
+
+
+def test_helper_knows_the_caller_from_the_session(cluster):
+    doc = json.loads(ceo(cluster, "ofstaff", "testkit", "whoami", "--json").stdout)["result"]
+    assert doc["caller"] == "ofstaff" and "office" in doc["groups"] and "syscom" not in doc["groups"]
+
+
+# --- multi-step operations -------------------------------------------------------------------
+
+def test_multistep_failure_at_step_three_leaves_no_trace(cluster):
+    name = f"ms{uuid.uuid4().hex[:8]}"
+    proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--fail-at", "3")
+    assert proc.returncode == 1
+    assert "injected failure on the databases host" in proc.stderr
+    assert f"undid: directory for {name}" in proc.stdout and f"undid: LDAP entry cn={name}" in proc.stdout
+    assert not ldap_has(cluster, name)
+    assert not Path(f"/users/{name}").exists()
+
+
+def test_multistep_success_does_every_step(cluster):
+    name = f"ms{uuid.uuid4().hex[:8]}"
+    proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--json")
+    assert proc.returncode == 0, proc.stderr
+    steps = [s["status"] for s in json.loads(proc.stdout)["steps"]]
+    assert steps.count("done") >= 2 and "undone" not in steps
+    assert ldap_has(cluster, name) and Path(f"/users/{name}").is_dir()
+    ceo(cluster, "ofstaff", "testkit", "rmentry", name)  # hidden verbs still run
+    assert not ldap_has(cluster, name)
+
+
+def test_helper_side_steps_roll_back(cluster):
+    name = f"ls{uuid.uuid4().hex[:8]}"
+    proc = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--fail-at", "3", "--json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert [s["status"] for s in doc["steps"]] == ["done", "done", "failed", "undone", "undone"]
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
+
+
+def test_check_mode_changes_nothing_and_is_not_audited(cluster):
+    name = f"ck{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    proc = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check")
+    assert proc.returncode == 0 and "check mode: nothing was changed" in proc.stdout
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
+    assert len(audit_lines(cluster)) == before
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+def test_changes_are_audited_with_secrets_redacted(cluster):
+    before = len(audit_lines(cluster))
+    proc = ceo(cluster, "ofstaff", "testkit", "secret", "--password", "hunter2-secret")
+    assert proc.returncode == 0, proc.stderr
+    records = audit_lines(cluster)[before:]
+    assert len(records) == 1
+    rec = records[0]
+    assert (rec["caller"], rec["plugin"], rec["verb"], rec["outcome"]) == ("ofstaff", "testkit", "secret", "done")
+    assert rec["args"] == {"password": "***"} and rec["host"] == "phosphoric-acid.csclub.internal"
+    assert "hunter2-secret" not in (cluster.state / "audit.jsonl").read_text()
+
+
+def test_refusals_are_audited_as_failed(cluster):
+    before = len(audit_lines(cluster))
+    ceo(cluster, "regular1", "testkit", "staffonly", "--note", "n")
+    rec = audit_lines(cluster)[before:]
+    assert rec == [] or rec[-1]["outcome"] == "failed"
+
+
+# --- errors: one line, right exit code, never a traceback ---------------------------------
+
+def test_no_ticket(cluster):
+    proc = ceo(cluster, None, "doctor", "ping")
+    assert (proc.returncode, proc.stderr) == (1, "ceo: no Kerberos ticket: run kinit\n")
+
+
+def test_unreachable_host_is_named_with_its_role(cluster, tmp_path):
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[mail]\nmail.csclub.internal ansible_host=127.0.0.9\n")
+    proc = ceo(cluster, "ofstaff", "-i", str(inv), "doctor", "ping")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("ceo: cannot reach mail.csclub.internal (mail) at 127.0.0.9:22")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_locked_account_is_refused_with_a_clear_message(cluster):
+    proc = ceo(cluster, "expired1", "doctor", "ping")
+    assert proc.returncode == 3 and "refused the login" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["testkit", "confirmed", "x; DROP"], ["testkit", "confirmed", "*)(uid=*"], ["testkit", "confirmed", "../etc"],
+    ["testkit", "confirmed", "a\nb"], ["testkit", "multistep", "ok", "--fail-at", "7"],
+    ["testkit", "nosuchverb"], ["nosuchplugin"], ["testkit", "staffonly", "--note", "line\nbreak"],
+])
+def test_bad_input_is_one_line_exit_2(cluster, args):
+    proc = ceo(cluster, "ofstaff", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_confirmation_needs_yes_without_a_terminal(cluster):
+    proc = ceo(cluster, "ofstaff", "testkit", "confirmed", "thing")
+    assert proc.returncode == 2 and "pass --yes" in proc.stderr
+    assert ceo(cluster, "ofstaff", "testkit", "confirmed", "thing", "--yes").returncode == 0
+
+
+def test_missing_inventory_and_config(cluster, tmp_path):
+    proc = ceo(cluster, "ofstaff", "-i", str(tmp_path / "none.ini"), "doctor", "ping")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    proc = ceo(cluster, "ofstaff", "-c", str(tmp_path / "none.ini"), "doctor", "ping")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# --- discovery and laziness ---------------------------------------------------------------------
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["doctor", "--help"], ["testkit", "--help"], ["plugins"]])
+def test_help_imports_nothing_heavy(cluster, argv):
+    proc = _python(f"""
+        import sys
+        from ceo import cli
+        try:
+            cli.main({argv!r})
+        except SystemExit:
+            pass
+        print("HEAVY", sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))
+    """)
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_plugins_lists_sources_and_reports_broken_ones(cluster, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "broken.py").write_text("raise ImportError('missing dependency frobnicate')\n")
+    (site / "extra.py").write_text(textwrap.dedent("""
+        from ceo.plugin import Plugin
+        plugin = Plugin("extra", "An extra plugin")
+        @plugin.verb("hi", "Say hi", role="any")
+        def hi(ctx):
+            return {"hi": ctx.caller}
+    """))
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(f"[plugins]\nsite_dir = {site}\n")
+    proc = ceo(cluster, "ofstaff", "-c", str(cfg), "plugins")
+    assert proc.returncode == 0
+    assert "doctor       bundled" in proc.stdout
+    assert f"extra        site dir {site}" in proc.stdout
+    assert "broken" in proc.stdout and "BROKEN: ImportError: missing dependency frobnicate" in proc.stdout
+    # the others keep working
+    assert ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping").returncode == 0
+
+
+def test_entry_point_plugins_are_found(cluster, tmp_path):
+    (tmp_path / "thirdparty_ceo.py").write_text(textwrap.dedent("""
+        from ceo.plugin import Plugin
+        plugin = Plugin("thirdparty", "From an entry point")
+        @plugin.verb("x", "x", role="any")
+        def x(ctx):
+            return {}
+    """))
+    dist = tmp_path / "thirdparty_ceo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[console_scripts]\nfoo = bar:baz\n\n[ceo.plugins]\nthirdparty = thirdparty_ceo\n")
+    proc = _python("from ceo import cli; cli.main(['plugins'])", PYTHONPATH=str(tmp_path))
+    assert "thirdparty   entry point in thirdparty_ceo-1.0.dist-info" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_site_plugins_must_be_root_owned_for_the_helper(tmp_path):
+    from ceo.discovery import discover
+    site = tmp_path / "site"
+    site.mkdir(mode=0o777)
+    os.chmod(site, 0o777)
+    reg = discover(str(site), strict=True)
+    assert "(site)" in reg.broken and "writable by root only" in reg.broken["(site)"][1]
+
+
+def test_version():
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "ceo"), "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("ceo ")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
