@@ -45,9 +45,7 @@ def _add_param(parser, p):
 
 
 def _add_verb(subparsers, verb):
-    # Hidden verbs (steps of other verbs) stay runnable, just unlisted.
-    vp = subparsers.add_parser(verb.name, help=argparse.SUPPRESS if verb.hidden else verb.help,
-                               description=verb.help)
+    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help)
     for p in verb.params:
         if p.cli:
             _add_param(vp, p)
@@ -77,6 +75,9 @@ def build_parser(registry, selected: str | None, everything: bool = False):
         verbs = pp.add_subparsers(dest="_verb_name", metavar="VERB", title="verbs", parser_class=_Parser)
         for verb in plugin.verbs.values():
             _add_verb(verbs, verb)
+        # Hidden verbs (steps of other verbs) stay runnable, just unlisted.
+        hidden = {v.name for v in plugin.verbs.values() if v.hidden}
+        verbs._choices_actions = [a for a in verbs._choices_actions if a.dest not in hidden]
         pp.set_defaults(_plugin_obj=plugin)
     return parser
 
