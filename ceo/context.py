@@ -63,6 +63,7 @@ class Context:
         self.check = check
         self.emit = emit
         self.steps = Steps(emit, check)
+        self.notes: dict = {}  # extra facts for this request's audit record
 
     caller = property(lambda self: self.session.caller)
     host = property(lambda self: self.session.host)
@@ -75,6 +76,10 @@ class Context:
 
     def step(self, name, do, undo=None, *, best_effort=False, describe=""):
         return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe)
+
+    def note(self, **facts):
+        """Add facts to the audit record of this request (never secrets)."""
+        self.notes.update(facts)
 
     def progress(self, message: str, **data):
         self.emit({"progress": message, **data})

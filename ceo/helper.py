@@ -149,28 +149,36 @@ class Server:
             return
         emit = lambda event: self.send({"id": rid, "event": event})  # noqa: E731
         ctx = Context(self.session, rid, bool(message.get("check")), emit)
-        verb, args = None, {}
+        verb = self.find(message)
+        if isinstance(verb, CeoError):
+            self.send({"id": rid, "error": verb.to_wire()})
+            return
+        args = message.get("args", {})
         try:
-            verb, args = self.resolve(message)
+            args = self.resolve(verb, message, ctx)
             result = verb.fn(ctx, **args)
         except Exception as exc:
             stuck = ctx.steps.rollback()
             err = exc if isinstance(exc, CeoError) else self.internal(exc, message)
             if stuck:
                 err.details["not_undone"] = stuck
-            self.audit(verb, args, ctx, "failed", err.message)
+            outcome = "refused" if isinstance(err, (NotPermitted, BadInput)) else "failed"
+            self.audit(verb, args, ctx, outcome, err.message)
             self.send({"id": rid, "error": err.to_wire()})
             return
         self.audit(verb, args, ctx, "done")
         self.send({"id": rid, "result": result})
 
-    def resolve(self, message: dict):
+    def find(self, message: dict):
         plugin, name = message.get("plugin"), message.get("verb")
         if not isinstance(plugin, str) or not isinstance(name, str):
-            raise BadRequest("a request needs a plugin and a verb")
+            return BadRequest("a request needs a plugin and a verb")
         verb = self.session.registry.verb(plugin, name)
         if verb is None:
-            raise BadRequest(f"unknown verb {plugin[:64]}.{name[:64]}")
+            return BadRequest(f"unknown verb {plugin[:64]}.{name[:64]}")
+        return verb
+
+    def resolve(self, verb, message: dict, ctx) -> dict:
         if verb.composite:
             raise BadRequest(f"{verb.qualname} is run by the ceo client, not by the helper")
         if verb.role != "any" and verb.role not in self.session.roles:
@@ -179,10 +187,10 @@ class Server:
         args = verb.validate(message.get("args", {}))
         if message.get("check") and verb.mutating and not verb.check:
             raise BadInput(f"{verb.qualname} has no --check mode")
-        self.authorize(verb, args)
-        return verb, args
+        self.authorize(verb, args, ctx)
+        return args
 
-    def authorize(self, verb, args):
+    def authorize(self, verb, args, ctx):
         allow, caller = verb.allow, self.session.caller
         if "any" in allow:
             return
@@ -195,6 +203,12 @@ class Server:
             return
         if "member" in allow and self.is_member(caller):
             return
+        if verb.permit is not None:
+            verdict = verb.permit(ctx, args)
+            if verdict is True:
+                return
+            if isinstance(verdict, str):
+                raise NotPermitted(f"{verb.qualname}: {verdict}")
         needed = " or ".join({"self": f"being {args.get(verb.target)}",
                               "club-member": f"membership in {args.get(verb.target)}",
                               "member": "a current membership"}.get(r, r) for r in allow)
@@ -209,13 +223,15 @@ class Server:
                            search_scope="BASE", attributes=["uid"]) and bool(conn.entries)
 
     def audit(self, verb, args, ctx, outcome, error=None):
-        if verb is None or not verb.mutating or ctx.check:
+        if not verb.mutating or ctx.check:
             return
+        if not isinstance(args, dict):
+            args = {"(args)": repr(args)[:200]}
         from . import audit
         try:
             audit.record(self.session.config.get("audit", "file"), caller=self.session.caller,
                          host=self.session.host, plugin=verb.plugin.name, verb=verb.name,
-                         args=verb.redact(args), outcome=outcome, error=error, request=ctx.id)
+                         args=verb.redact(args), outcome=outcome, error=error, request=ctx.id, **ctx.notes)
         except OSError as exc:
             log(f"cannot write audit record: {exc}")
 

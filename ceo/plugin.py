@@ -13,7 +13,11 @@ the two can never disagree. This module stays light: `ceo --help` imports every 
 
 Roles in `allow`: `syscom`, `office` (groups), `self` (the caller is the `target` parameter),
 `club-member` (the caller is in the group named by `target`), `member` (the caller has a
-current term), `any` (anyone the session authenticated).
+current term), `any` (anyone the session authenticated). `permit=fn(ctx, args)` adds a rule of
+the plugin's own (e.g. list owners may see their list's members).
+
+A verb's result `{"changed": false, ...}` says it found nothing to do: reported as unchanged,
+and a client step that changed nothing registers no undo.
 """
 
 from __future__ import annotations
@@ -125,7 +129,8 @@ def Term(name="term", help="a term, e.g. w2027", **kw):
 
 class Verb:
     def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
-                 mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None):
+                 mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None,
+                 permit=None):
         for r in allow:
             if r not in ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
@@ -135,6 +140,9 @@ class Verb:
         self.role, self.allow, self.params = role, tuple(allow), list(params)
         self.check, self.mutating, self.hidden, self.confirm = check, mutating, hidden, confirm
         self.composite, self.render = composite, render
+        # A plugin's own extra rule, run by the helper when the roles in `allow` do not
+        # admit the caller: permit(ctx, args) -> True to allow, or a reason string to refuse.
+        self.permit = permit
         positional = [p.name for p in self.params if p.positional]
         self.target = target or (positional[0] if positional else None)
 

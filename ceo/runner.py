@@ -55,7 +55,7 @@ class Run:
             return result
         if not any("step" in e for e in self.last_steps):  # the helper's own steps said it already
             self._emit(role, describe, "done", describe)
-        if undo:
+        if undo and not (isinstance(result, dict) and result.get("changed") is False):
             self.done.append((describe, lambda: self.call(undo, undo_args if undo_args is not None else args,
                                                           role=role, quiet=True)))
         else:

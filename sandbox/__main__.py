@@ -50,6 +50,13 @@ def cmd_leftovers(args) -> int:
     return 1 if found else 0
 
 
+def cmd_service(args) -> int:
+    _need_pid()
+    control.service(args.cmd, args.service)
+    print(f"{args.service}: {args.cmd}{'ped' if args.cmd == 'stop' else 'ed'}")
+    return 0
+
+
 def _need_pid() -> int:
     pid = control.running_pid()
     if not pid:
@@ -88,6 +95,10 @@ def main(argv=None) -> int:
     sub.add_parser("up", help="build and start the cluster (harmless if it is up)").set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop it and remove everything it added").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="probe every service").set_defaults(fn=cmd_status)
+    for name, help_ in (("stop", "stop one service (failure injection)"), ("start", "start it again")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("service", help="krb5kdc, kadmind, slapd, nslcd, postgresql, mariadb, mailman, smtp-sink, sshd@HOST")
+        p.set_defaults(fn=cmd_service)
     sub.add_parser("leftovers", help="list anything a stopped sandbox left behind").set_defaults(fn=cmd_leftovers)
     for name, fn, help_ in (("shell", cmd_shell, "a shell inside, with a Kerberos ticket"),
                             ("run", cmd_run, "run a command inside: run [--as USER] -- CMD..."),

@@ -158,6 +158,7 @@ class Supervisor:
         self.timings: dict[str, float] = {}
         self.t0 = time.monotonic()
         self.failures: list[Exception] = []
+        self.starters: dict = {}
 
     # Each daemon: a log file in the state dir, its own session, stdin closed.
     def spawn(self, name: str, argv, log: Path, env=None, **kw) -> subprocess.Popen:
@@ -169,6 +170,36 @@ class Supervisor:
         with self.lock:
             self.procs.append((name, proc))
         return proc
+
+    def daemon(self, name: str, argv, log: Path, env=None, probe=None, ready_log: Path | None = None, **kw):
+        """Start a daemon, wait until its probe answers, and remember how, for `start NAME`."""
+        def start():
+            proc = self.spawn(name, argv, log, env, **kw)
+            wait_until(name, probe or PROBES[name], ready_log or log, proc)
+            self.mark(name)
+        self.starters[name] = start
+        start()
+
+    def stop_service(self, name: str):
+        with self.lock:
+            procs = [p for n, p in self.procs if n == name and p.poll() is None]
+        if name not in self.starters:
+            raise KeyError(name)
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGINT if name == "postgresql" else signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            proc._reported = True
+
+    def start_service(self, name: str):
+        with self.lock:
+            running = [p for n, p in self.procs if n == name and p.poll() is None]
+        if not running:
+            self.starters[name]()
 
     def mark(self, name: str):
         self.timings[name] = time.monotonic() - self.t0
@@ -218,12 +249,10 @@ class Supervisor:
                 env={**os.environ, **env})
         run(["kadmin.local", "-r", REALM], input=seed.kadmin_batch(), env={**os.environ, **env})
         run(["kadmin.local", "-r", OTHER_REALM], input=seed.kadmin_other_batch(), env={**os.environ, **env})
-        kdc = self.spawn("krb5kdc", ["krb5kdc", "-n", "-r", REALM, "-r", OTHER_REALM], k / "krb5kdc.out", env)
-        wait_until("krb5kdc", probe_kdc, k / "krb5kdc.log", kdc)
-        self.mark("krb5kdc")
-        kadmind = self.spawn("kadmind", ["kadmind", "-nofork", "-r", REALM], k / "kadmind.out", env)
-        wait_until("kadmind", probe_kadmind, k / "kadmind.log", kadmind)
-        self.mark("kadmind")
+        self.daemon("krb5kdc", ["krb5kdc", "-n", "-r", REALM, "-r", OTHER_REALM], k / "krb5kdc.out", env,
+                    ready_log=k / "krb5kdc.log")
+        self.daemon("kadmind", ["kadmind", "-nofork", "-r", REALM], k / "kadmind.out", env,
+                    ready_log=k / "kadmind.log")
         # Tickets for everyone seeded, so tests and shells can act as them at once.
         cc = STATE / "ccache"
         cc.mkdir(exist_ok=True)
@@ -249,13 +278,9 @@ class Supervisor:
         (ldap / "seed.ldif").write_text(seed.ldif())
         run(["slapadd", "-q", "-n1", "-F", ldap / "slapd.d", "-l", ldap / "seed.ldif"])
         env = {"KRB5_KTNAME": f"FILE:{STATE}/hosts/phosphoric-acid/ldap.keytab", "KRB5RCACHEDIR": str(ldap)}
-        slapd = self.spawn("slapd", ["/usr/sbin/slapd", "-d", "0", "-F", ldap / "slapd.d",
-                                     "-h", f"ldap://{LDAP_ADDR}:389/ {ldapi_uri()}"], ldap / "slapd.log", env)
-        wait_until("slapd", probe_ldap, ldap / "slapd.log", slapd)
-        self.mark("slapd")
-        nslcd = self.spawn("nslcd", ["/usr/sbin/nslcd", "-n"], ldap / "nslcd.log")
-        wait_until("nslcd", probe_nslcd, ldap / "nslcd.log", nslcd)
-        self.mark("nslcd")
+        self.daemon("slapd", ["/usr/sbin/slapd", "-d", "0", "-F", ldap / "slapd.d",
+                              "-h", f"ldap://{LDAP_ADDR}:389/ {ldapi_uri()}"], ldap / "slapd.log", env)
+        self.daemon("nslcd", ["/usr/sbin/nslcd", "-n"], ldap / "nslcd.log")
         seed.homes()
         self.mark("homes")
 
@@ -271,11 +296,9 @@ class Supervisor:
         cfg = render("sshd_config", h / "sshd_config", FQDN=fqdn(host), ADDR=HOSTS[host], H=h, HELPER=HELPER)
         env = {"KRB5_KTNAME": f"FILE:{h}/krb5.keytab", "KRB5RCACHEDIR": str(h)}
         # Its own UTS namespace gives each host its name (strict GSSAPI acceptor check, helper).
-        proc = self.spawn(f"sshd@{host}", ["unshare", "--uts", "sh", "-c",
-                                           f'hostname "$0" && exec /usr/sbin/sshd -D -e -f "$1"',
-                                           fqdn(host), cfg], h / "sshd.log", env)
-        wait_until(f"sshd@{host}", PROBES[f"sshd@{host}"], h / "sshd.log", proc)
-        self.mark(f"sshd@{host}")
+        self.daemon(f"sshd@{host}", ["unshare", "--uts", "sh", "-c",
+                                     'hostname "$0" && exec /usr/sbin/sshd -D -e -f "$1"', fqdn(host), cfg],
+                    h / "sshd.log", env)
 
     def postgresql(self):
         p = STATE / "postgresql"
@@ -289,13 +312,11 @@ class Supervisor:
         (p / "data" / "pg_hba.conf").write_text(
             "local all postgres peer map=superuser\nlocal all all peer\n"
             "host all all 127.0.0.0/8 scram-sha-256\n")
-        proc = self.spawn("postgresql", [PG_BIN / "postgres", "-D", p / "data", "-c", f"listen_addresses={DB_ADDR}",
+        self.daemon("postgresql", [PG_BIN / "postgres", "-D", p / "data", "-c", f"listen_addresses={DB_ADDR}",
                                          "-c", "unix_socket_directories=/run/postgresql", "-c", "fsync=off",
                                          "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                                          "-c", "shared_buffers=32MB"], p / "postgres.log",
-                          user="postgres", group="postgres", cwd=p)
-        wait_until("postgresql", probe_postgres, p / "postgres.log", proc)
-        self.mark("postgresql")
+                    user="postgres", group="postgres", cwd=p)
 
     def mariadb(self):
         m = STATE / "mariadb"
@@ -303,13 +324,11 @@ class Supervisor:
         shutil.chown(m, "mysql", "mysql")
         run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={m}/data",
              "--auth-root-authentication-method=socket", "--skip-test-db"], cwd=m)
-        proc = self.spawn("mariadb", ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={m}/data",
+        self.daemon("mariadb", ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={m}/data",
                                       "--socket=/run/mysqld/mysqld.sock", "--port=3306", f"--bind-address={DB_ADDR}",
                                       f"--pid-file={m}/mariadbd.pid", "--skip-name-resolve",
                                       "--innodb-buffer-pool-size=32M", "--skip-log-bin",
                                       "--innodb-flush-log-at-trx-commit=0"], m / "mariadb.log")
-        wait_until("mariadb", probe_mariadb, m / "mariadb.log", proc)
-        self.mark("mariadb")
 
     def mailman(self):
         mm = STATE / "mailman"
@@ -317,10 +336,8 @@ class Supervisor:
         render("gunicorn.cfg", mm / "gunicorn.cfg")
         cfg = render("mailman.cfg", mm / "mailman.cfg", MM=mm, DOMAIN=DOMAIN, MAIL=MAIL_ADDR,
                      PORT=MAILMAN_PORT, USER=MAILMAN_USER, PASS=MAILMAN_PASS)
-        proc = self.spawn("mailman", [MAILMAN_VENV / "bin" / "master", "-C", cfg, "--force"], mm / "master.log",
-                          {"MAILMAN_CONFIG_FILE": str(cfg)}, cwd=mm)
-        wait_until("mailman", probe_mailman, mm / "master.log", proc)
-        self.mark("mailman")
+        self.daemon("mailman", [MAILMAN_VENV / "bin" / "master", "-C", cfg, "--force"], mm / "master.log",
+                    {"MAILMAN_CONFIG_FILE": str(cfg)}, cwd=mm)
         mailman_request("domains", {"mail_host": DOMAIN})
         for name in LISTS:
             mailman_request("lists", {"fqdn_listname": f"{name}@{DOMAIN}"})
@@ -330,11 +347,9 @@ class Supervisor:
         sink = STATE / "mail" / "sink"
         for sub in ("cur", "new", "tmp"):
             (sink / sub).mkdir(parents=True, exist_ok=True)
-        proc = self.spawn("smtp-sink", [MAILMAN_VENV / "bin" / "python", "-m", "aiosmtpd", "-n",
-                                        "-l", f"{MAIL_ADDR}:25", "-c", "aiosmtpd.handlers.Mailbox", sink],
-                          STATE / "mail" / "smtp-sink.log")
-        wait_until("smtp-sink", PROBES["smtp-sink"], STATE / "mail" / "smtp-sink.log", proc)
-        self.mark("smtp-sink")
+        self.daemon("smtp-sink", [MAILMAN_VENV / "bin" / "python", "-m", "aiosmtpd", "-n",
+                                  "-l", f"{MAIL_ADDR}:25", "-c", "aiosmtpd.handlers.Mailbox", sink],
+                    STATE / "mail" / "smtp-sink.log")
 
     # --- lifecycle --------------------------------------------------------------------
     def up(self):
@@ -400,6 +415,28 @@ def tail(path: Path | None, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+CONTROL = STATE / "control.sock"
+
+
+def serve_control(sup: Supervisor):
+    """`stop NAME` / `start NAME` on a root-only Unix socket: failure injection for tests."""
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(CONTROL))
+    os.chmod(CONTROL, 0o600)
+    srv.listen()
+    while True:
+        conn, _ = srv.accept()
+        with conn, conn.makefile("rw") as f:
+            try:
+                verb, name = f.readline().split()
+                {"stop": sup.stop_service, "start": sup.start_service}[verb](name)
+                f.write("ok\n")
+            except KeyError:
+                f.write(f"error: no such service; services: {', '.join(sorted(sup.starters))}\n")
+            except Exception as exc:
+                f.write(f"error {type(exc).__name__}: {exc}\n")
+
+
 def supervise(report_fd: int) -> int:
     """Entry point inside the namespace: bring up, report on the pipe, then serve until SIGTERM."""
     report = os.fdopen(report_fd, "w", buffering=1)
@@ -420,6 +457,7 @@ def supervise(report_fd: int) -> int:
         return 1
     report.write(json.dumps({"ready": sup.timings, "pid": os.getpid()}) + "\n")
     report.close()
+    threading.Thread(target=serve_control, args=(sup,), daemon=True).start()
     # Watch the daemons: one that dies is logged; the cluster keeps going.
     while not stop.wait(0.5):
         for name, proc in list(sup.procs):

@@ -211,3 +211,19 @@ def leftovers() -> list[str]:
     if "ceo-sandbox" in Path("/proc/mounts").read_text():
         found.append("a sandbox mount in the machine's namespace")
     return found
+
+
+def service(action: str, name: str):
+    """Stop or start one of the running sandbox's services (`stop mailman`, `start kadmind`)."""
+    import socket as _socket
+    sock = _socket.socket(_socket.AF_UNIX)
+    try:
+        sock.connect(str(STATE / "control.sock"))
+    except OSError as exc:
+        raise SandboxError(f"the sandbox is not up ({exc.strerror})") from None
+    with sock, sock.makefile("rw") as f:
+        f.write(f"{action} {name}\n")
+        f.flush()
+        answer = f.readline().strip()
+    if answer != "ok":
+        raise SandboxError(f"{action} {name}: {answer}")

@@ -142,11 +142,12 @@ def assert_same(inv: Inventory, data: dict, hosts=None, groups=None):
     ours, theirs = our_view(inv), ansible_view(data)
     hosts = set(theirs.hostvars) if hosts is None else set(hosts)
     groups = set(theirs.hosts) if groups is None else set(groups)
-    assert set(ours.hostvars) >= hosts and set(theirs.hostvars) >= hosts
+    assert not hosts - set(theirs.hostvars), f"hosts Ansible lacks: {hosts - set(theirs.hostvars)}"
+    assert not hosts - set(ours.hostvars), f"hosts we lack: {hosts - set(ours.hostvars)}"
     if hosts == set(theirs.hostvars):
-        assert set(ours.hostvars) == hosts, "hosts differ"
+        assert set(ours.hostvars) == hosts, f"hosts only we have: {set(ours.hostvars) - hosts}"
     if groups == set(theirs.hosts):
-        assert set(ours.hosts) == groups, "groups differ"
+        assert set(ours.hosts) == groups, f"groups differ: {set(ours.hosts) ^ groups}"
     for h in sorted(hosts):
         assert ours.hostvars[h] == theirs.hostvars[h], f"vars of host {h}"
         # The queries ceo uses, against group membership as Ansible sees it.
