@@ -8,8 +8,8 @@ by name with a one-line message; tracebacks go to the helper's log, never to the
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import pwd
 import socket
 import sys
@@ -19,9 +19,9 @@ from . import __version__
 from .config import Config, DEFAULT_CONFIG, DEFAULT_INVENTORY
 from .context import Context
 from .errors import BadInput, BadRequest, CeoError, NotPermitted, VersionMismatch
-from .protocol import PROTOCOL, encode, negotiate, read_line
+from .protocol import PROTOCOL, decode, encode, negotiate, read_line
 
-ENVELOPE = ("id", "plugin", "verb", "args", "check")
+_VERSION = re.compile(r"[\w.+-]{1,40}")
 
 
 class Session:
@@ -126,21 +126,27 @@ class Server:
         self.out.write(encode(message))
         self.out.flush()
 
-    def hello(self, message: dict) -> bool:
+    def hello(self, message: dict) -> int | None:
+        """Answer the client's hello. Returns None to go on, or the exit status to end with."""
         if message.get("hello") != "ceo":
-            self.send({"id": message.get("id"), "error": BadRequest("expected a hello first").to_wire()})
-            return False
+            err = BadRequest("expected a hello first")
+            rid = message.get("id")
+            self.send({"id": rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None,
+                       "error": err.to_wire()})
+            return err.exit_code
         version = negotiate(message.get("protocol"))
         if version is None:
             theirs = message.get("protocol")
+            client = message.get("version")
+            client = client if isinstance(client, str) and _VERSION.fullmatch(client) else "?"
             err = VersionMismatch(
-                f"ceo {message.get('version', '?')} speaks protocol {_range(theirs)}, but ceo-helper "
+                f"ceo {client} speaks protocol {_range(theirs)}, but ceo-helper "
                 f"{__version__} on {self.session.host} speaks {_range(PROTOCOL)}: upgrade the older one")
             self.send({"error": err.to_wire()})
-            return False
+            return err.exit_code
         self.send({"hello": "ceo-helper", "version": __version__, "protocol": version,
                    "host": self.session.host, "roles": self.session.roles, "caller": self.session.caller})
-        return True
+        return None
 
     def handle(self, message: dict):
         rid = message.get("id")
@@ -226,7 +232,9 @@ class Server:
         if not verb.mutating or ctx.check:
             return
         if not isinstance(args, dict):
-            args = {"(args)": repr(args)[:200]}
+            args = {}
+        declared = {p.name for p in verb.params}
+        args = {k: _clip(v) for k, v in verb.redact({k: v for k, v in args.items() if k in declared}).items()}
         from . import audit
         try:
             audit.record(self.session.config.get("audit", "file"), caller=self.session.caller,
@@ -252,19 +260,34 @@ class Server:
             if not line.strip():
                 continue
             try:
-                message = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                self.send({"id": None, "error": BadRequest("request is not valid JSON").to_wire()})
+                message = decode(line)
+            except ValueError:
+                self.send({"id": None, "error": BadRequest("request is not valid JSON text").to_wire()})
                 continue
             if not isinstance(message, dict):
                 self.send({"id": None, "error": BadRequest("request is not a JSON object").to_wire()})
                 continue
             if not negotiated:
-                if not self.hello(message):
-                    return 1 if "hello" in message else 2
+                refusal = self.hello(message)
+                if refusal is not None:
+                    return refusal
                 negotiated = True
                 continue
-            self.handle(message)
+            try:
+                self.handle(message)
+            except (BrokenPipeError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # a bug in the helper itself: log it, answer, keep serving
+                self.send({"id": None, "error": self.internal(exc, message).to_wire()})
+
+
+def _clip(value):
+    """Audit records keep values short (a refused request's args are unchecked)."""
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "..."
+    if isinstance(value, list):
+        return [_clip(v) for v in value[:50]]
+    return value
 
 
 def _range(r) -> str:

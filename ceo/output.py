@@ -10,7 +10,7 @@ import json
 import sys
 
 MARKS = {"done": "[green]✓[/]", "would": "[cyan]~[/]", "warning": "[yellow]![/]", "failed": "[red]✗[/]",
-         "undone": "[magenta]↶[/]", "undo-failed": "[red]![/]"}
+         "undone": "[magenta]↶[/]", "undo-failed": "[red]![/]", "unchanged": "[dim]=[/]"}
 
 
 class Output:
@@ -58,7 +58,7 @@ class Output:
             return
         if verb is not None and verb.render is not None:
             verb.render(self.console, result)
-        elif result not in (None, {}, []):
+        elif result not in (None, {}, []) and not self.steps:  # step lines already said it
             self.console.print(format_value(result))
         if check:
             self.console.print("[cyan](check mode: nothing was changed)[/]")

@@ -30,6 +30,12 @@ ROLES = ("syscom", "office", "self", "club-member", "member", "any")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def show(value, limit: int = 60) -> str:
+    """A value quoted for an error message: on one line, and never a wall of text."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
 class Param:
     """A typed parameter. Positional ones are `VALUE`, the rest `--name VALUE` (or flags)."""
 
@@ -67,14 +73,14 @@ class Param:
     def convert_one(self, value):
         if not isinstance(value, str):
             raise BadInput(f"{self.name}: expected text, got {type(value).__name__}")
-        if _CONTROL.search(value):
-            raise BadInput(f"{self.name}: {value!r} contains a control character (newline?)")
         if len(value) > self.max_length:
             raise BadInput(f"{self.name}: longer than {self.max_length} characters")
+        if _CONTROL.search(value):
+            raise BadInput(f"{self.name}: {show(value)} contains a control character (newline?)")
         if self.choices and value not in self.choices:
-            raise BadInput(f"{self.name}: {value!r} is not one of {', '.join(self.choices)}")
+            raise BadInput(f"{self.name}: {show(value)} is not one of {', '.join(self.choices)}")
         if self.pattern and not self.pattern.fullmatch(value):
-            raise BadInput(f"{self.name}: {value!r} is not {self.describe or 'valid'}")
+            raise BadInput(f"{self.name}: {show(value)} is not {self.describe or 'valid'}")
         return value
 
 
@@ -93,7 +99,7 @@ class Int(Param):
         if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,9}", value):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise BadInput(f"{self.name}: expected a whole number, got {value!r}")
+            raise BadInput(f"{self.name}: expected a whole number, got {show(value)}")
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
             raise BadInput(f"{self.name}: {value} is outside {self.min}..{self.max}")
         return value
@@ -107,7 +113,7 @@ class Flag(Param):
 
     def convert_one(self, value):
         if not isinstance(value, bool):
-            raise BadInput(f"{self.name}: expected true or false, got {value!r}")
+            raise BadInput(f"{self.name}: expected true or false, got {show(value)}")
         return value
 
 

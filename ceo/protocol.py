@@ -13,7 +13,19 @@ MAX_LINE = 1 << 20  # a request line longer than 1 MiB is refused, and the helpe
 
 
 def encode(message: dict) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    # backslashreplace: a lone surrogate can never make writing a reply fail
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
+
+
+def decode(line: bytes):
+    """The JSON value of a line, or ValueError: not JSON, too deeply nested, or not text
+    (lone surrogates would come back in replies and audit records)."""
+    try:
+        message = json.loads(line)
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+    return message
 
 
 def client_hello() -> dict:

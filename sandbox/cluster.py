@@ -114,8 +114,8 @@ def probe_mariadb() -> bool:
                            "--silent", "ping"], capture_output=True).returncode == 0
 
 
-def mailman_request(path: str, data: dict | None = None):
-    req = urllib.request.Request(f"http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1/{path}",
+def mailman_request(path: str, data: dict | None = None, method: str | None = None):
+    req = urllib.request.Request(f"http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1/{path}", method=method,
                                  data=None if data is None else urllib.parse.urlencode(data).encode())
     token = b64encode(f"{MAILMAN_USER}:{MAILMAN_PASS}".encode()).decode()
     req.add_header("Authorization", f"Basic {token}")
@@ -339,8 +339,9 @@ class Supervisor:
         self.daemon("mailman", [MAILMAN_VENV / "bin" / "master", "-C", cfg, "--force"], mm / "master.log",
                     {"MAILMAN_CONFIG_FILE": str(cfg)}, cwd=mm)
         mailman_request("domains", {"mail_host": DOMAIN})
-        for name in LISTS:
+        for name, description in LISTS.items():
             mailman_request("lists", {"fqdn_listname": f"{name}@{DOMAIN}"})
+            mailman_request(f"lists/{name}.{DOMAIN}/config", {"description": description}, "PATCH")
         self.mark("lists")
 
     def smtp_sink(self):

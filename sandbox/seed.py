@@ -148,6 +148,7 @@ url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
 user = {MAILMAN_USER}
 password = {MAILMAN_PASS}
 lists = {' '.join(LISTS)}
+open_lists = csc-general
 
 [postgresql]
 socket_dir = /run/postgresql

@@ -33,7 +33,13 @@ DB_ADDR = HOSTS["coffee"]
 MAIL_ADDR = HOSTS["mail"]
 MAILMAN_PORT = 8001
 MAILMAN_USER, MAILMAN_PASS = "restadmin", "restpass"
-LISTS = ["csc-general", "syscom", "syscom-alerts", "exec", "ceo"]
+LISTS = {
+    "csc-general": "General discussion for all members",
+    "syscom": "The systems committee",
+    "syscom-alerts": "Alerts from the club's machines",
+    "exec": "The executive",
+    "ceo": "Membership and accounts (ceo's announcements)",
+}
 
 
 def fqdn(host: str) -> str:

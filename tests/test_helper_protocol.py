@@ -107,25 +107,49 @@ def connect(cluster, as_user):
 
 @pytest.fixture
 def audit(cluster):
-    """audit() -> the audit records written since the test started."""
+    """audit(ids) -> the audit records written since the test started for these request ids.
+
+    Filtered by id (unique to each test) because other sessions may share the sandbox.
+    """
     path = cluster.state / "audit.jsonl"
     start = path.stat().st_size if path.exists() else 0
 
-    def new_records() -> list[dict]:
+    def new_records(ids) -> list[dict]:
         if not path.exists():
             return []
         with open(path, "rb") as f:
             f.seek(start)
-            return [json.loads(line) for line in f.read().splitlines() if line.strip()]
+            records = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+        return [r for r in records if r.get("request") in ids]
     return new_records
+
+
+def assert_only_refusals(records: list[dict], caller: str, refused_ids):
+    """No record of anything done, none credited to anyone but the real caller, at most one a request.
+
+    (Refused requests to mutating verbs may or may not be audited, as "refused": either is
+    fine here; what may never appear is a record of the change, or another caller's name.)
+    """
+    seen = [r.get("request") for r in records]
+    assert len(seen) == len(set(seen)), records
+    for r in records:
+        assert r["caller"] == caller, r
+        assert r["outcome"] != "done", r
+        assert r["request"] in refused_ids, r
+
+
+NO_ID = object()  # a hello's error carries no id at all
 
 
 def assert_error(reply: dict, names, rid=None, exit_code=2, context=None) -> dict:
     """A well-formed error reply: stable name, exit code, one-line message, nothing internal."""
     names = (names,) if isinstance(names, str) else tuple(names)
     why = (context, reply)
-    assert set(reply) == {"id", "error"}, why
-    assert reply["id"] == rid, why
+    if rid is NO_ID:
+        assert set(reply) == {"error"}, why
+    else:
+        assert set(reply) == {"id", "error"}, why
+        assert reply["id"] == rid, why
     err = reply["error"]
     assert err["name"] in names, why
     assert err["exit"] == exit_code, why
@@ -134,6 +158,37 @@ def assert_error(reply: dict, names, rid=None, exit_code=2, context=None) -> dic
     assert "\n" not in message and "\r" not in message, why
     assert "Traceback" not in message and 'File "' not in message, why
     return err
+
+
+def helper_processes(client: paramiko.SSHClient) -> set[int]:
+    """Pids of the ceo-helper processes serving this SSH connection (through /proc: one pid space)."""
+    ip, port = client.get_transport().sock.getsockname()[:2]
+    tag = f"SSH_CONNECTION={ip} {port} ".encode()  # in the environment sshd gives the login (sudo)
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        procs[int(entry)] = (ppid, argv, tag in env)
+
+    def in_session(pid):
+        seen = set()
+        while pid in procs and pid not in seen:
+            seen.add(pid)
+            pid = procs[pid][0]
+            if pid in procs and procs[pid][2]:
+                return True
+        return False
+    return {pid for pid, (_, argv, _) in procs.items()
+            if any(a.endswith(b"/ceo-helper") for a in argv) and not argv[0].endswith(b"sudo") and in_session(pid)}
 
 
 def assert_no_traceback(session: Raw, stderr: bytes):
@@ -203,36 +258,43 @@ def test_identity_cannot_be_claimed(cluster, connect, audit, envelope, args, nam
     session = Raw(connect("phosphoric-acid", "regular1"))
     hello = session.hello(**FAKE, SUDO_USER="ctdalek")
     assert hello["caller"] == "regular1"
-    events, reply = session.request(7, "testkit", "staffonly", args, **envelope)
+    rid = f"claim-{uuid.uuid4()}"
+    events, reply = session.request(rid, "testkit", "staffonly", args, **envelope)
     assert events == []
-    err = assert_error(reply, name, rid=7, exit_code=exit_code)
-    assert says in err["message"], err
+    err = assert_error(reply, name, rid=rid, exit_code=exit_code)
+    assert says in err["message"] and "ctdalek" not in err["message"], err
     # Whoever the request claims to be, the helper still knows who is asking.
     _, who = session.request(8, "testkit", "whoami", {}, **FAKE)
     assert who["result"]["caller"] == "regular1" and "office" not in who["result"]["groups"]
     assert session.finish()[1:] == (0, b"")
-    assert audit() == [], "a refused request left an audit record"
+    assert_only_refusals(audit({rid}), "regular1", {rid})
 
 
 def test_staff_request_is_done_and_audited_once(cluster, connect, audit):
     session = Raw(connect("phosphoric-acid", "ofstaff"))
     assert session.hello()["caller"] == "ofstaff"
-    note = f"x {uuid.uuid4()}"
-    events, reply = session.request("staff-1", "testkit", "staffonly", {"note": note})
-    assert reply == {"id": "staff-1", "result": {"done": True}}
+    note, rid = "x", f"staff-{uuid.uuid4()}"
+    events, reply = session.request(rid, "testkit", "staffonly", {"note": note})
+    assert reply == {"id": rid, "result": {"done": True}}
     assert [e["status"] for e in events] == ["done"]
     assert session.finish() == (b"", 0, b"")
-    records = audit()
+    records = audit({rid})
     assert len(records) == 1, records
     record = records[0]
     assert record["caller"] == "ofstaff" and record["host"] == cluster.hosts["phosphoric-acid"]
     assert (record["plugin"], record["verb"], record["outcome"]) == ("testkit", "staffonly", "done")
-    assert record["args"] == {"note": note} and record["request"] == "staff-1"
+    assert record["args"] == {"note": note} and "error" not in record
 
 
 # --- 3. garbage gets one error reply per line, and the helper keeps serving ---------------
 
 BIG = 10 * 1024 * 1024  # a 10 MiB line: ten times what the helper reads
+RUN = uuid.uuid4().hex[:12]
+
+
+def _id(n: int) -> str:
+    """Request ids unique to this run, so its audit records (if any) are told from others'."""
+    return f"{n}-{RUN}"
 
 
 def _line(message) -> bytes:
@@ -253,22 +315,22 @@ GARBAGE = [
     (_line({"plugin": "doctor", "verb": "ping", "args": {}}), "BadRequest", None),  # no id
     (_line({"id": True, "plugin": "doctor", "verb": "ping", "args": {}}), "BadRequest", None),
     (_line({"id": [1], "plugin": "doctor", "verb": "ping", "args": {}}), "BadRequest", None),
-    (_line({"id": 2, "plugin": "nope", "verb": "x", "args": {}}), "BadRequest", 2),  # unknown verb
-    (_line({"id": 3, "plugin": "doctor", "verb": ["ping"], "args": {}}), "BadRequest", 3),
-    (_line({"id": 4, "plugin": "doctor", "verb": "ping", "args": {"bogus": 1}}), "BadInput", 4),
-    (_line({"id": 5, "plugin": "doctor", "verb": "ping", "args": "all"}), "BadInput", 5),
-    (_line({"id": 6, "plugin": "testkit", "verb": "staffonly", "args": {"note": 7}}), "BadInput", 6),
-    (_staff(10, "*)(uid=*"), None, 10),  # hostile but printable: free text, kept verbatim
-    (_staff(11, "x'; DROP TABLE members; --"), None, 11),
-    (_staff(12, "../../etc/passwd"), None, 12),
-    (_staff(13, "$(touch /tmp/ceo-pwned) `id`"), None, 13),
-    (_staff(14, "first line\nsecond line"), "BadInput", 14),  # control characters are refused
-    (_staff(15, "nul\x00byte"), "BadInput", 15),
-    (_staff(16, "\x1b[2J escape"), "BadInput", 16),
-    (_staff(17, "x" * 5000), "BadInput", 17),  # over the parameter's length limit
+    (_line({"id": _id(2), "plugin": "nope", "verb": "x", "args": {}}), "BadRequest", _id(2)),  # unknown verb
+    (_line({"id": _id(3), "plugin": "doctor", "verb": ["ping"], "args": {}}), "BadRequest", _id(3)),
+    (_line({"id": _id(4), "plugin": "doctor", "verb": "ping", "args": {"bogus": 1}}), "BadInput", _id(4)),
+    (_line({"id": _id(5), "plugin": "doctor", "verb": "ping", "args": "all"}), "BadInput", _id(5)),
+    (_line({"id": _id(6), "plugin": "testkit", "verb": "staffonly", "args": {"note": 7}}), "BadInput", _id(6)),
+    (_staff(_id(10), "*)(uid=*"), None, _id(10)),  # hostile but printable: free text, kept verbatim
+    (_staff(_id(11), "x'; DROP TABLE members; --"), None, _id(11)),
+    (_staff(_id(12), "../../etc/passwd"), None, _id(12)),
+    (_staff(_id(13), "$(touch /tmp/ceo-pwned) `id`"), None, _id(13)),
+    (_staff(_id(14), "first line\nsecond line"), "BadInput", _id(14)),  # control characters are refused
+    (_staff(_id(15), "nul\x00byte"), "BadInput", _id(15)),
+    (_staff(_id(16), "\x1b[2J escape"), "BadInput", _id(16)),
+    (_staff(_id(17), "x" * 5000), "BadInput", _id(17)),  # over the parameter's length limit
     (b"\n", "blank", None),  # blank lines are skipped without a reply
     (b"a" * BIG + b"\n", "BadRequest", None),  # far over MAX_LINE
-    (_line({"id": 18, "plugin": "doctor", "verb": "ping", "args": {}}), None, 18),  # still serving
+    (_line({"id": _id(18), "plugin": "doctor", "verb": "ping", "args": {}}), None, _id(18)),  # still serving
 ]
 
 
@@ -284,7 +346,7 @@ def test_garbage_gets_one_error_each_and_the_helper_keeps_serving(cluster, conne
         if names is None:
             events, reply = session.final(rid)
             assert "result" in reply, (what, reply)
-            if rid == 18:
+            if rid == _id(18):
                 assert reply["result"] == {"pong": True, "host": cluster.hosts["phosphoric-acid"]}
             else:  # --check: the note reached the verb unchanged, as data
                 note = json.loads(data)["args"]["note"]
@@ -299,10 +361,11 @@ def test_garbage_gets_one_error_each_and_the_helper_keeps_serving(cluster, conne
     assert rest == b"" and status == 0
     assert_no_traceback(session, err)
     assert not os.path.exists("/tmp/ceo-pwned")
-    assert audit() == []  # --check requests and refusals are not audited
+    # --check requests are not audited, and nothing here was done.
+    ids = {rid for _, _, rid in GARBAGE if rid is not None}
+    assert_only_refusals(audit(ids), "ofstaff", {_id(6)})
 
 
-@pytest.mark.xfail(strict=True, reason="framework bug: the helper crashes on these lines (see the report)")
 @pytest.mark.parametrize("data", [
     b"[" * 100_000 + b"\n",  # deeply nested JSON: json.loads raises RecursionError
     _line({"id": "\ud800", "plugin": "doctor", "verb": "ping", "args": {}}),  # a lone surrogate as id
@@ -316,6 +379,27 @@ def test_pathological_json_gets_an_error_not_a_crash(cluster, connect, data):
     assert "error" in reply and reply["error"]["name"] in ("BadRequest", "BadInput"), reply
     _, ping = session.request(2, "doctor", "ping")
     assert "result" in ping
+    rest, status, err = session.finish()
+    assert (rest, status) == (b"", 0)
+    assert_no_traceback(session, err)
+
+
+def test_version_mismatch_with_a_hostile_version_string(cluster, connect):
+    session = Raw(connect("coffee", "regular1"))
+    session.send_json({"hello": "ceo", "version": "9.0\nceo: all good, carry on", "protocol": [99, 100]})
+    reply = session.reply()
+    assert_error(reply, "VersionMismatch", rid=NO_ID, exit_code=1)
+    assert "all good" not in reply["error"]["message"]  # the client's version is not echoed as given
+    rest, status, err = session.drain()
+    assert (rest, status) == (b"", 1)
+    assert_no_traceback(session, err)
+
+
+def test_a_hello_that_is_not_text_is_refused_and_the_helper_waits(cluster, connect):
+    session = Raw(connect("coffee", "regular1"))
+    session.send_json({"hello": "ceo", "version": "\ud800", "protocol": [99, 100]})
+    assert_error(session.reply(), "BadRequest", rid=None, exit_code=2)
+    session.hello()
     rest, status, err = session.finish()
     assert (rest, status) == (b"", 0)
     assert_no_traceback(session, err)
@@ -335,8 +419,11 @@ def test_closed_stdin_ends_the_helper_with_status_0(cluster, connect, say_hello)
 # --- 5. pipelining ----------------------------------------------------------------------------
 
 def test_a_thousand_pipelined_requests_in_one_session(cluster, connect):
-    session = Raw(connect("mail", "regular1"))  # one channel: one sudo, one helper process
+    client = connect("mail", "regular1")
+    session = Raw(client)
     session.hello()
+    helpers = helper_processes(client)
+    assert len(helpers) == 1, helpers
     n = 1000
     t0 = time.monotonic()
     session.send(b"".join(_line({"id": i, "plugin": "doctor", "verb": "ping", "args": {}}) for i in range(n)))
@@ -344,6 +431,7 @@ def test_a_thousand_pipelined_requests_in_one_session(cluster, connect):
     elapsed = time.monotonic() - t0
     assert [r["id"] for r in replies] == list(range(n))
     assert all(r["result"] == {"pong": True, "host": cluster.hosts["mail"]} for r in replies)
+    assert helper_processes(client) == helpers  # the same process answered every one
     assert session.finish() == (b"", 0, b"")
     assert elapsed < 30, f"{n} pings took {elapsed:.1f} s"
 

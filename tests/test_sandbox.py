@@ -19,10 +19,13 @@ SSH = ["ssh", "-F", "/dev/null", "-o", "GSSAPIAuthentication=yes", "-o", "BatchM
        "-o", "LogLevel=ERROR"]
 
 
+HELLO = json.dumps({"hello": "ceo", "version": "test", "protocol": [1, 1]}) + "\n"
+
+
 def hello(output: str) -> dict:
-    """The helper's first line; anything else on stdout would mean something else ran."""
+    """The helper's answer to our hello: its only output, else something else ran."""
     lines = output.splitlines()
-    assert lines, "no output: the helper did not run"
+    assert len(lines) == 1, f"expected the helper's hello only, got {output!r}"
     return json.loads(lines[0])
 
 
@@ -40,10 +43,11 @@ def paramiko_client(cluster, host: str, user: str) -> paramiko.SSHClient:
 @pytest.mark.parametrize("host", HOSTS)
 def test_openssh_login_runs_only_the_helper(cluster, host, tmp_path):
     marker = tmp_path / "pwned"
-    proc = cluster.run(SSH + [f"regular1@{cluster.hosts[host]}", f"touch {marker}; echo shell"], "regular1")
+    proc = cluster.run(SSH + [f"regular1@{cluster.hosts[host]}", f"touch {marker}; echo shell"], "regular1",
+                       input=HELLO)
     assert proc.returncode == 0, proc.stderr
     reply = hello(proc.stdout)
-    assert reply == {"hello": "ceo-helper", "caller": "regular1", "host": cluster.hosts[host], "euid": 0}
+    assert (reply["hello"], reply["caller"], reply["host"]) == ("ceo-helper", "regular1", cluster.hosts[host])
     assert "shell" not in proc.stdout and not marker.exists()
 
 
@@ -52,7 +56,9 @@ def test_paramiko_login_runs_only_the_helper(cluster, as_user, host):
     as_user("ofstaff")
     client = paramiko_client(cluster, host, "ofstaff")
     try:
-        _, out, _ = client.exec_command("id; cat /etc/shadow")
+        stdin, out, _ = client.exec_command("id; cat /etc/shadow")
+        stdin.write(HELLO)
+        stdin.channel.shutdown_write()
         reply = hello(out.read().decode())
         assert reply["caller"] == "ofstaff" and reply["host"] == cluster.hosts[host]
         assert out.channel.recv_exit_status() == 0
@@ -62,6 +68,8 @@ def test_paramiko_login_runs_only_the_helper(cluster, as_user, host):
             chan.get_pty()
         chan = client.get_transport().open_session()
         chan.invoke_shell()
+        chan.sendall(HELLO.encode())
+        chan.shutdown_write()
         assert hello(chan.makefile().read().decode())["caller"] == "ofstaff"
         # No port forwarding.
         with pytest.raises(paramiko.ChannelException):
@@ -74,9 +82,9 @@ def test_ldap_only_user_logs_in_and_locked_user_does_not(cluster):
     passwd = open("/etc/passwd").read()
     assert "regular2:" not in passwd and "expired1:" not in passwd  # they exist only in LDAP
     assert cluster.run(["getent", "passwd", "regular2"]).stdout.startswith("regular2:x:20004:20004:")
-    ok = cluster.run(SSH + [f"regular2@{cluster.hosts['coffee']}"], "regular2")
+    ok = cluster.run(SSH + [f"regular2@{cluster.hosts['coffee']}"], "regular2", input=HELLO)
     assert ok.returncode == 0 and hello(ok.stdout)["caller"] == "regular2"
-    locked = cluster.run(SSH + [f"expired1@{cluster.hosts['coffee']}"], "expired1")
+    locked = cluster.run(SSH + [f"expired1@{cluster.hosts['coffee']}"], "expired1", input=HELLO)
     assert locked.returncode == 255 and locked.stdout == ""
     assert "Permission denied" in locked.stderr
 

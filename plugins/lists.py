@@ -1,0 +1,191 @@
+"""`ceo lists`: Mailman 3 mailing lists, through Mailman's REST API on the mail host.
+
+The one way ceo touches lists: other plugins subscribe and unsubscribe through these verbs as
+steps (`lists.subscribe`, undone by `lists.unsubscribe`). Subscriptions made by ceo are
+pre-verified, pre-confirmed and pre-approved: no confirmation mail round trip.
+"""
+
+from __future__ import annotations
+
+from ceo.errors import NotFound, ServiceUnavailable
+from ceo.plugin import Plugin, Str
+
+plugin = Plugin("lists", "Mailing lists (Mailman 3): show, subscribe, unsubscribe")
+
+ListName = Str("list", "a list, e.g. csc-general", positional=True, metavar="LIST",
+               pattern=r"[a-z0-9][a-z0-9._-]{0,63}", describe="a list name such as csc-general")
+Who = Str("who", "a user name (meaning uid@the club's domain) or an email address", positional=True,
+          metavar="WHO", pattern=r"[a-z][a-z0-9-]{0,31}|[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+",
+          describe="a user name or an email address")
+
+
+# --- authorization: members act on their own address, on open lists only ----------------------
+
+def _own_address(ctx, args) -> bool:
+    who = args["who"]
+    return who == ctx.caller or who.lower() == f"{ctx.caller}@{_domain(ctx)}"
+
+
+def _self_service(ctx, args):
+    if not _own_address(ctx, args):
+        return None
+    open_lists = ctx.config.getlist("mailman", "open_lists", "csc-general")
+    if args["list"] in open_lists:
+        return True
+    return f"members may subscribe or unsubscribe themselves only on {', '.join(open_lists)}; " \
+           f"{args['list']} needs office or syscom"
+
+
+def _list_owner(ctx, args):
+    mlist = _get_list(ctx, args["list"])
+    owners = _call(ctx, lambda: {m.email.lower() for m in mlist.owners})
+    return True if f"{ctx.caller}@{_domain(ctx)}" in owners else None
+
+
+# --- verbs ------------------------------------------------------------------------------------
+
+def _render_lists(console, result):
+    from rich.table import Table
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("list", "members", "description"):
+        table.add_column(column)
+    for row in result:
+        table.add_row(row["list"], str(row["members"]), row["description"])
+    console.print(table)
+
+
+@plugin.verb("list", "The lists, with their descriptions and member counts", role="mail",
+             render=_render_lists)
+def list_(ctx):
+    client = _client(ctx)
+    lists = _call(ctx, lambda: client.lists)
+    return [{"list": m.list_name, "address": m.fqdn_listname, "members": _call(ctx, lambda: m.member_count),
+             "description": _call(ctx, lambda: m.settings.get("description", "")) or ""} for m in lists]
+
+
+def _render_members(console, result):
+    from rich.table import Table
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("address")
+    table.add_column("name")
+    for row in result:
+        table.add_row(row["address"], row["name"])
+    console.print(table)
+    console.print(f"{len(result)} subscribers")
+
+
+@plugin.verb("members", "The subscribers of a list (office, syscom, and the list's owners)", role="mail",
+             allow=("office", "syscom"), permit=_list_owner, params=[ListName], render=_render_members)
+def members(ctx, list):
+    mlist = _get_list(ctx, list)
+    return [{"address": m.email, "name": m.display_name or ""}
+            for m in _call(ctx, lambda: mlist.members)]
+
+
+@plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", role="mail",
+             allow=("office", "syscom"), permit=_self_service, mutating=True, check=True,
+             params=[ListName, Who])
+def subscribe(ctx, list, who):
+    mlist = _get_list(ctx, list)
+    address, name = _address(ctx, who)
+    if _is_member(ctx, mlist, address):
+        ctx.emit({"step": "subscribe", "status": "unchanged", "message": f"{address} is already on {list}"})
+        return {"changed": False, "list": list, "address": address}
+    ctx.note(pre_verified=True, pre_confirmed=True, pre_approved=True)
+    ctx.step("subscribe",
+             lambda: _call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
+                                                        pre_approved=True)),
+             lambda: _call(ctx, lambda: mlist.unsubscribe(address)),
+             describe=f"subscribed {address} to {list}")
+    return {"changed": True, "list": list, "address": address}
+
+
+@plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", role="mail",
+             allow=("office", "syscom"), permit=_self_service, mutating=True, check=True,
+             params=[ListName, Who])
+def unsubscribe(ctx, list, who):
+    mlist = _get_list(ctx, list)
+    address, name = _address(ctx, who)
+    if not _is_member(ctx, mlist, address):
+        ctx.emit({"step": "unsubscribe", "status": "unchanged", "message": f"{address} is not on {list}"})
+        return {"changed": False, "list": list, "address": address}
+    ctx.note(pre_confirmed=True, pre_approved=True)
+    ctx.step("unsubscribe",
+             lambda: _call(ctx, lambda: mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True)),
+             lambda: _call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
+                                                        pre_approved=True, send_welcome_message=False)),
+             describe=f"unsubscribed {address} from {list}")
+    return {"changed": True, "list": list, "address": address}
+
+
+# --- plumbing ---------------------------------------------------------------------------------
+
+def _domain(ctx) -> str:
+    return ctx.config.get("mailman", "member_domain") or ctx.config.get("ceo", "domain")
+
+
+def _url(ctx) -> str:
+    return ctx.config.get("mailman", "url", "http://localhost:8001/3.1")
+
+
+def _client(ctx):
+    def open_client():
+        from mailmanclient import Client
+        return Client(_url(ctx), ctx.config.get("mailman", "user", ""), ctx.config.get("mailman", "password", ""))
+    return ctx.service("mailman", open_client)
+
+
+def _call(ctx, fn):
+    """Mailman's failures, as one line that names the host and the service."""
+    from urllib.error import HTTPError
+    from mailmanclient import MailmanConnectionError
+    try:
+        return fn()
+    except MailmanConnectionError as exc:
+        reason = str(exc).split(":")[-1].strip() or "no answer"
+        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({_url(ctx)}): {reason}") from None
+    except HTTPError as exc:
+        if exc.code in (401, 403):
+            raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} refused ceo's credentials") from None
+        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} answered {exc.code} {exc.reason}") from None
+
+
+def _get_list(ctx, name: str):
+    from urllib.error import HTTPError
+    client = _client(ctx)
+    fqdn = f"{name}@{ctx.config.get('mailman', 'list_domain') or ctx.config.get('ceo', 'domain')}"
+    try:
+        return _call(ctx, lambda: client.get_list(fqdn))
+    except ServiceUnavailable as exc:
+        if "404" in exc.message:
+            raise NotFound(f"no list {name!r} (see `ceo lists list`)") from None
+        raise
+    except HTTPError:  # pragma: no cover - _call maps these
+        raise NotFound(f"no list {name!r}") from None
+
+
+def _is_member(ctx, mlist, address: str) -> bool:
+    try:
+        _call(ctx, lambda: mlist.get_member(address))
+        return True
+    except (ValueError, ServiceUnavailable) as exc:
+        if isinstance(exc, ServiceUnavailable) and "404" not in exc.message:
+            raise
+        return False
+
+
+def _address(ctx, who: str) -> tuple[str, str | None]:
+    """A uid means uid@domain, and must exist; an address is used as given."""
+    if "@" in who:
+        local, domain = who.rsplit("@", 1)
+        return f"{local}@{domain.lower()}", None
+    from ceo.directory import user_dn
+    conn = ctx.ldap()
+    if not conn.search(user_dn(ctx.config, who), "(objectClass=posixAccount)", search_scope="BASE",
+                       attributes=["cn"]) or not conn.entries:
+        if conn.result["result"] not in (0, 32):
+            raise ServiceUnavailable(f"LDAP lookup of {who} failed: {conn.result['description']}")
+        raise NotFound(f"no user {who!r}")
+    return f"{who}@{_domain(ctx)}", conn.entries[0].cn.value
+
+
