@@ -29,6 +29,7 @@ class Session:
 
     def __init__(self):
         self.local = not (os.getuid() == 0 and "SUDO_USER" in os.environ)
+        self.principal = None
         # Through sudo the environment is sudo's: only a local (unprivileged-by-sudo) run may
         # point the helper at other files or say which inventory host it stands for.
         env = os.environ if self.local else {}
@@ -50,24 +51,26 @@ class Session:
                 raise NotPermitted(f"sudo reported {user!r} with uid {uid}, which does not match")
         except KeyError:
             raise NotPermitted(f"unknown user {user!r}") from None
-        self._check_realm(user)
+        self.principal = self._check_realm(user)
         return user
 
-    def _check_realm(self, user: str):
+    def _check_realm(self, user: str) -> str | None:
         """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM."""
         path = os.environ.get("SSH_USER_AUTH")
         if not path:
-            return
+            return None
         try:
             with open(path) as f:
                 methods = f.read().split("\n")
         except OSError:
-            return
+            return None
         for line in methods:
             parts = line.split()
             if len(parts) >= 2 and parts[0].startswith("gssapi"):
                 if parts[1] != f"{user}@{self.config.realm}":
                     raise NotPermitted(f"principal {parts[1]} is not {user}@{self.config.realm}")
+                return parts[1]
+        return None
 
     def _roles(self) -> list[str]:
         from .inventory import Inventory
@@ -145,7 +148,8 @@ class Server:
             self.send({"error": err.to_wire()})
             return err.exit_code
         self.send({"hello": "ceo-helper", "version": __version__, "protocol": version,
-                   "host": self.session.host, "roles": self.session.roles, "caller": self.session.caller})
+                   "host": self.session.host, "roles": self.session.roles, "caller": self.session.caller,
+                   "principal": self.session.principal})
         return None
 
     def handle(self, message: dict):
@@ -225,7 +229,7 @@ class Server:
         from .directory import user_dn
         conn = self.session.ldap()
         now = terms.current()
-        return conn.search(user_dn(self.session.config, uid), f"(|(term={now})(nonMemberTerm={now}))",
+        return conn.search(user_dn(self.session.config, uid), f"(term={now})",
                            search_scope="BASE", attributes=["uid"]) and bool(conn.entries)
 
     def audit(self, verb, args, ctx, outcome, error=None):

@@ -45,7 +45,7 @@ def check(run):
         hello = outcome.hello
         rows.append(_row(host.name, f"helper ({host.connection})", True,
                          f"ceo-helper {hello['version']}, protocol {hello['protocol']}, "
-                         f"as {hello['caller']}, roles: {roles}"))
+                         f"as {hello.get('principal') or hello['caller']}, roles: {roles}"))
         try:
             services = outcome.request("doctor", "services", {})
         except CeoError as err:

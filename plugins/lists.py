@@ -86,36 +86,39 @@ def members(ctx, list):
              allow=("office", "syscom"), permit=_self_service, mutating=True, check=True,
              params=[ListName, Who])
 def subscribe(ctx, list, who):
-    mlist = _get_list(ctx, list)
-    address, name = _address(ctx, who)
-    if _is_member(ctx, mlist, address):
-        ctx.emit({"step": "subscribe", "status": "unchanged", "message": f"{address} is already on {list}"})
-        return {"changed": False, "list": list, "address": address}
-    ctx.note(pre_verified=True, pre_confirmed=True, pre_approved=True)
-    ctx.step("subscribe",
-             lambda: _call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
-                                                        pre_approved=True)),
-             lambda: _call(ctx, lambda: mlist.unsubscribe(address)),
-             describe=f"subscribed {address} to {list}")
-    return {"changed": True, "list": list, "address": address}
+    return _set_membership(ctx, list, who, subscribed=True)
 
 
 @plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", role="mail",
              allow=("office", "syscom"), permit=_self_service, mutating=True, check=True,
              params=[ListName, Who])
 def unsubscribe(ctx, list, who):
+    return _set_membership(ctx, list, who, subscribed=False)
+
+
+def _set_membership(ctx, list, who, subscribed: bool):
+    """Make `who` (un)subscribed; a no-op, reported as unchanged, when it already is."""
     mlist = _get_list(ctx, list)
     address, name = _address(ctx, who)
-    if not _is_member(ctx, mlist, address):
-        ctx.emit({"step": "unsubscribe", "status": "unchanged", "message": f"{address} is not on {list}"})
-        return {"changed": False, "list": list, "address": address}
+    result = {"changed": False, "list": list, "address": address}
+    if _is_member(ctx, mlist, address) == subscribed:
+        state = "already on" if subscribed else "not on"
+        ctx.emit({"step": "subscription", "status": "unchanged", "message": f"{address} is {state} {list}"})
+        return result
+
+    def add(welcome=True):
+        _call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
+                                           pre_approved=True, send_welcome_message=welcome))
+
+    def remove():
+        _call(ctx, lambda: mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True))
+
     ctx.note(pre_confirmed=True, pre_approved=True)
-    ctx.step("unsubscribe",
-             lambda: _call(ctx, lambda: mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True)),
-             lambda: _call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
-                                                        pre_approved=True, send_welcome_message=False)),
-             describe=f"unsubscribed {address} from {list}")
-    return {"changed": True, "list": list, "address": address}
+    if subscribed:
+        ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}")
+    else:
+        ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}")
+    return {**result, "changed": True}
 
 
 # --- plumbing ---------------------------------------------------------------------------------

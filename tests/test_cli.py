@@ -276,3 +276,59 @@ def test_version():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+@pytest.mark.parametrize("user, code", [("regular2", 0), ("clubrep1", 0), ("regular1", 3), ("ofstaff", 3)])
+def test_club_member_role(cluster, user, code):
+    assert ceo(cluster, user, "testkit", "clubonly", "club1").returncode == code
+
+
+@pytest.mark.parametrize("user, code", [("regular1", 0), ("ofstaff", 0), ("clubrep1", 3)])
+def test_member_role_needs_a_current_term(cluster, user, code):
+    proc = ceo(cluster, user, "testkit", "membersonly")
+    assert proc.returncode == code
+    if code == 3:
+        assert "needs a current membership" in proc.stderr
+
+
+def test_best_effort_step_warns_and_keeps_the_rest(cluster):
+    name = f"be{uuid.uuid4().hex[:8]}"
+    proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--warn", "--json")
+    assert proc.returncode == 0, proc.stderr
+    statuses = [s["status"] for s in json.loads(proc.stdout)["steps"]]
+    assert statuses[-1] == "warning" and "undone" not in statuses
+    assert ldap_has(cluster, name)
+    ceo(cluster, "ofstaff", "testkit", "rmentry", name)
+    ceo(cluster, "ofstaff", "testkit", "rmdir", name)
+
+
+def test_unknown_or_changed_host_key_is_refused(cluster, tmp_path):
+    cfg = tmp_path / "ceo.ini"
+    known = tmp_path / "known_hosts"
+    other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    assert other.returncode == 0
+    known.write_text("phosphoric-acid.csclub.internal " + (tmp_path / "k.pub").read_text().rsplit(" ", 1)[0] + "\n")
+    cfg.write_text(f"[ssh]\nknown_hosts = {known}\n")
+    proc = ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping")
+    assert proc.returncode == 1 and "does not match the known one" in proc.stderr
+    known.write_text("")
+    proc = ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping")
+    assert proc.returncode == 1 and "is not known" in proc.stderr
+
+
+def test_inventory_and_config_from_the_environment(cluster, tmp_path):
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[mail]\nmail.csclub.internal ansible_host=127.0.0.9\n")
+    proc = subprocess.run(
+        ["ceo", "doctor", "ping"], capture_output=True, text=True, env=cluster.env("ofstaff", CEO_INVENTORY=str(inv)))
+    assert proc.returncode == 1 and "127.0.0.9" in proc.stderr
+
+
+def test_shell_completion_of_plugins_and_verbs(cluster):
+    def complete(line):
+        env = cluster.env("ofstaff", _ARGCOMPLETE="1", _ARGCOMPLETE_IFS="\n", COMP_LINE=line,
+                          COMP_POINT=str(len(line)), COMP_TYPE="9")
+        return subprocess.run(["bash", "-c", "ceo 8>&1 9>/dev/null"], capture_output=True, text=True,
+                              env=env).stdout.split()
+    assert "doctor" in complete("ceo do")
+    assert {"subscribe", "unsubscribe"} <= set(complete("ceo lists "))

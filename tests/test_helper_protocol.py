@@ -225,7 +225,7 @@ def test_good_hello_names_the_ssh_user_and_the_host(cluster, connect, host):
     assert reply["caller"] == "regular2"
     assert reply["host"] == cluster.hosts[host]
     assert set(reply["roles"]) == ROLES[host]
-    assert set(reply) == {"hello", "version", "protocol", "host", "roles", "caller"}
+    assert set(reply) == {"hello", "version", "protocol", "host", "roles", "caller", "principal"}
     assert session.finish() == (b"", 0, b"")
 
 

@@ -22,6 +22,17 @@ def staffonly(ctx, note):
     return {"done": True}
 
 
+@plugin.verb("clubonly", "Something only the club's members may do", role="ldap", allow=("club-member",),
+             params=[GroupName("club", positional=True)])
+def clubonly(ctx, club):
+    return {"club": club}
+
+
+@plugin.verb("membersonly", "Something only current members may do", role="ldap", allow=("member",))
+def membersonly(ctx):
+    return {"member": ctx.caller}
+
+
 @plugin.verb("secret", "A change with a secret parameter", role="ldap", allow=STAFF, mutating=True,
              params=[Str("password", "never logged", secret=True)])
 def secret(ctx, password):
@@ -97,14 +108,18 @@ def explode(ctx, fail):
 
 @plugin.composite("multistep", "Three steps on two hosts; --fail-at N makes step N fail",
                   params=[GroupName("name", positional=True), Int("fail_at", "the step that fails (0: none)",
-                                                                    default=0, min=0, max=3)])
-def multistep(run, name, fail_at):
+                                                                    default=0, min=0, max=3),
+                          Flag("warn", "add a best-effort step that fails")])
+def multistep(run, name, fail_at, warn):
     run.prepare(["ldap", "homes", "databases"])
     run.step("testkit.mkentry", {"name": name, "fail": fail_at == 1}, role="ldap",
              describe=f"LDAP entry cn={name}", undo="testkit.rmentry", undo_args={"name": name})
     run.step("testkit.mkdir", {"name": name, "fail": fail_at == 2}, role="homes",
              describe=f"directory for {name}", undo="testkit.rmdir", undo_args={"name": name})
     run.step("testkit.explode", {"fail": fail_at == 3}, role="databases", describe="the databases step")
+    if warn:
+        run.step("testkit.explode", {"fail": True}, role="databases", describe="a best-effort step",
+                 best_effort=True)
     return {"name": name}
 
 
