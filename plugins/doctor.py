@@ -13,11 +13,12 @@ plugin = Plugin("doctor", "Check your ticket, every host, its helper and the ser
 def render(console, result):
     from rich.table import Table
     table = Table(show_edge=False, header_style="bold")
-    for column in ("host", "check", "status", "detail"):
-        table.add_column(column)
+    for column in ("host", "check", "status", "ms", "detail"):
+        table.add_column(column, justify="right" if column == "ms" else "left")
     for row in result["checks"]:
         status = "[green]ok[/]" if row["ok"] else "[red]FAIL[/]"
-        table.add_row(row["host"].split(".")[0], row["check"], status, row["detail"].replace("[", "\\["))
+        ms = "" if row.get("ms") is None else str(row["ms"])
+        table.add_row(row["host"].split(".")[0], row["check"], status, ms, row["detail"].replace("[", "\\["))
     console.print(table)
     failed = sum(not r["ok"] for r in result["checks"])
     console.print(f"{len(result['checks']) - failed} ok, {failed} failed")
@@ -44,19 +45,18 @@ def check(run):
             continue
         hello = outcome.hello
         rows.append(_row(host.name, f"helper ({host.connection})", True,
-                         f"ceo-helper {hello['version']}, protocol {hello['protocol']}, "
-                         f"as {hello.get('principal') or hello['caller']}, roles: {roles}"))
+                         f"{hello.get('principal') or hello['caller']}; {roles}; v{hello['version']}/{hello['protocol']}"))
         try:
             services = outcome.request("doctor", "services", {})
         except CeoError as err:
             rows.append(_row(host.name, "services", False, err.message))
             continue
-        rows += [_row(host.name, s["check"], s["ok"], s["detail"]) for s in services]
+        rows += [_row(host.name, s["check"], s["ok"], s["detail"], s.get("ms")) for s in services]
     return {"ok": all(r["ok"] for r in rows), "checks": rows, "seconds": round(time.monotonic() - t0, 3)}
 
 
-def _row(host, check, ok, detail):
-    return {"host": host, "check": check, "ok": bool(ok), "detail": detail}
+def _row(host, check, ok, detail, ms=None):
+    return {"host": host, "check": check, "ok": bool(ok), "detail": detail, "ms": ms}
 
 
 @plugin.verb("ping", "Answer at once (a no-op: measures the round trip)", role="any", allow=("any",))
@@ -74,8 +74,8 @@ def services(ctx):
                 detail, ok = probe(ctx), True
             except Exception as exc:  # a failing service is the answer here, not an error
                 detail, ok = (getattr(exc, "message", None) or str(exc).splitlines()[0] or type(exc).__name__), False
-            checks.append({"check": f"{role}: {name}", "ok": ok,
-                           "detail": f"{detail} ({(time.monotonic() - t0) * 1000:.0f} ms)"})
+            checks.append({"check": f"{role}: {name}", "ok": ok, "detail": detail,
+                           "ms": round((time.monotonic() - t0) * 1000)})
     if not ctx.roles:
         checks.append({"check": "roles", "ok": False, "detail": f"{ctx.host} has no role in the inventory"})
     return checks
@@ -89,7 +89,8 @@ def _ldap(ctx):
     conn.search(base, "(objectClass=*)", search_scope="BASE", attributes=["dc"])
     if conn.result["result"] != 0:
         raise RuntimeError(f"search of {base} failed: {conn.result['description']}")
-    return f"{base} readable as {conn.extend.standard.who_am_i().removeprefix('dn:')}"
+    who = conn.extend.standard.who_am_i().removeprefix("dn:")
+    return f"{base} readable ({'root over ldapi' if 'peercred' in who else who})"
 
 
 def _kadmin(ctx):
@@ -100,7 +101,7 @@ def _kadmin(ctx):
     admin = kadmin.KAdmin.with_keytab(kadmin.KAdm5Variant.MitClient, client_name=principal,
                                       keytab=cfg.get("kerberos", "admin_keytab"))
     admin.principal_exists(f"K/M@{cfg.realm}")
-    return f"kadmind answers {principal}"
+    return f"answers {principal}"
 
 
 def _homes(ctx):
@@ -110,7 +111,7 @@ def _homes(ctx):
     for path in (base, skel):
         if not os.path.isdir(path):
             raise RuntimeError(f"{path} is not a directory")
-    return f"{base} and {skel} present"
+    return f"{base}, {skel}"
 
 
 def _postgresql(ctx):
@@ -119,7 +120,7 @@ def _postgresql(ctx):
                           user="postgres", dbname="postgres", connect_timeout=5) as conn:
         with conn.cursor() as cur:
             cur.execute("show server_version")
-            version = cur.fetchone()[0]
+            version = cur.fetchone()[0].split()[0]
     conn.close()
     return f"PostgreSQL {version}"
 
@@ -131,7 +132,7 @@ def _mariadb(ctx):
     try:
         with conn.cursor() as cur:
             cur.execute("select version()")
-            return f"MariaDB {cur.fetchone()[0]}"
+            return f"MariaDB {cur.fetchone()[0].split('-')[0]}"
     finally:
         conn.close()
 
@@ -146,7 +147,7 @@ def _mailman(ctx):
     req.add_header("Authorization", "Basic " + b64encode(auth.encode()).decode())
     with urllib.request.urlopen(req, timeout=5) as resp:
         info = json.loads(resp.read())
-    return f"Mailman {info.get('mailman_version', '?')} REST at {url}"
+    return f"{info.get('mailman_version', 'Mailman ?').split(' (')[0]} at {url}"
 
 
 def _smtp(ctx):
@@ -156,7 +157,7 @@ def _smtp(ctx):
         code, _ = smtp.noop()
     if code != 250:
         raise RuntimeError(f"NOOP answered {code}")
-    return f"SMTP at {host}:{port} answers"
+    return f"{host}:{port} answers"
 
 
 PROBES = {
