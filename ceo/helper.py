@@ -18,9 +18,10 @@ import traceback
 from . import __version__
 from .config import Config, DEFAULT_CONFIG, DEFAULT_INVENTORY
 from .context import Context
-from .errors import BadInput, BadRequest, CeoError, NotPermitted, VersionMismatch
+from .errors import BadInput, BadRequest, CeoError, NotPermitted, PartlyDone, VersionMismatch
 from .protocol import PROTOCOL, decode, encode, negotiate, read_line
 
+KEEP = 1000  # completed requests a session keeps for undo
 _VERSION = re.compile(r"[\w.+-]{1,40}")
 
 
@@ -40,6 +41,7 @@ class Session:
         self.roles = self._roles()
         self._groups = None
         self._services: dict = {}
+        self.kept: dict = {}  # request id -> (verb, args, context): undoable in this session
         self._registry = None
 
     def _caller(self) -> str:
@@ -158,6 +160,8 @@ class Server:
             self.send({"id": None, "error": BadRequest("a request needs an id (number or string)").to_wire()})
             return
         emit = lambda event: self.send({"id": rid, "event": event})  # noqa: E731
+        if "undo" in message:
+            return self.undo(rid, message["undo"], emit)
         ctx = Context(self.session, rid, bool(message.get("check")), emit)
         verb = self.find(message)
         if isinstance(verb, CeoError):
@@ -177,7 +181,30 @@ class Server:
             self.send({"id": rid, "error": err.to_wire()})
             return
         self.audit(verb, args, ctx, "done")
+        if message.get("keep") and ctx.steps.done and not ctx.check:
+            # The client may undo this request later in the session, when a later step of its
+            # multi-host operation fails. Only this session can: the log lives in this process.
+            self.session.kept[rid] = (verb, args, ctx)
+            while len(self.session.kept) > KEEP:
+                self.session.kept.pop(next(iter(self.session.kept)))
         self.send({"id": rid, "result": result})
+
+    def undo(self, rid, target, emit):
+        """Roll back a completed request of this session (its steps, in reverse)."""
+        kept = self.session.kept.pop(target, None) if isinstance(target, (int, str)) else None
+        if kept is None:
+            self.send({"id": rid, "error": BadRequest(f"nothing to undo for request {str(target)[:40]} "
+                                                      "in this session").to_wire()})
+            return
+        verb, args, ctx = kept
+        ctx.steps.emit = emit
+        stuck = ctx.steps.rollback()
+        self.audit(verb, args, ctx, "undone" if not stuck else "partly undone")
+        if stuck:
+            self.send({"id": rid, "error": PartlyDone(f"could not undo: {', '.join(stuck)}",
+                                                      not_undone=stuck).to_wire()})
+        else:
+            self.send({"id": rid, "result": {"undone": target}})
 
     def find(self, message: dict):
         plugin, name = message.get("plugin"), message.get("verb")

@@ -18,19 +18,16 @@ class Run:
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
 
     # --- single requests ------------------------------------------------------------------
-    def call(self, qualname: str, args: dict, *, role: str | None = None, host=None, quiet=False):
-        """Run a helper verb (plugin.verb) on the host of `role` (or `host`), streaming its events.
-        Returns (result, how many step events the helper sent)."""
+    def call(self, qualname: str, args: dict, *, role: str | None = None, host=None, keep=False):
+        """Run a helper verb (plugin.verb) on the host of `role` (or `host`), streaming its events."""
         plugin, verb = qualname.split(".", 1)
         session = self.pool.for_host(host) if host is not None else self.pool.for_role(role)
-        steps = []
+        self.last_session, self.last_steps = session, []
+        return session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
 
-        def on_event(session, event, *_):
-            steps.append(event)
-            if not quiet:
-                self.output.event(session.host.name, event)
-        self.last_steps = steps
-        return session.request(plugin, verb, args, check=self.check, on_event=on_event)
+    def _event(self, session, event, *_):
+        self.last_steps.append(event)
+        self.output.event(session.host.name, event)
 
     # --- client-side verbs: steps with undo -------------------------------------------------
     def prepare(self, roles):
@@ -40,11 +37,11 @@ class Run:
             if isinstance(outcome, Exception):
                 raise outcome
 
-    def step(self, qualname: str, args: dict, *, role: str, describe: str, undo: str | None = None,
-             undo_args: dict | None = None, best_effort: bool = False):
-        """One step on the host of `role`. Registers `undo` (a verb) to run if a later step fails."""
+    def step(self, qualname: str, args: dict, *, role: str, describe: str, best_effort: bool = False):
+        """One step: a helper verb on the host of `role`. If a later step fails, the helper that
+        ran this one undoes it (its own steps, in reverse), within the same session."""
         try:
-            result = self.call(qualname, args, role=role)
+            result = self.call(qualname, args, role=role, keep=not best_effort)
         except CeoError as err:
             if best_effort:
                 self._emit(role, describe, "warning", f"{describe}: {err.message}")
@@ -53,13 +50,12 @@ class Run:
             raise StepFailed(f"{describe} failed: {err.message}", cause=err.name) from err
         if self.check:
             return result
+        changed = [e for e in self.last_steps if e.get("status") == "done"]
         if not any("step" in e for e in self.last_steps):  # the helper's own steps said it already
             self._emit(role, describe, "done", describe)
-        if undo and not (isinstance(result, dict) and result.get("changed") is False):
-            self.done.append((describe, lambda: self.call(undo, undo_args if undo_args is not None else args,
-                                                          role=role, quiet=True)))
-        else:
-            self.done.append((describe, None))
+        if changed and not best_effort:
+            session, rid = self.last_session, self.last_session.last_id
+            self.done.append((describe, lambda: session.undo(rid, on_event=self._event)))
         return result
 
     def _emit(self, role, describe, status, message):
@@ -67,6 +63,7 @@ class Run:
         self.output.event(where, {"step": describe, "status": status, "message": message})
 
     def rollback(self, err: CeoError) -> CeoError:
+        """Undo the completed steps, newest first; each helper reports what it undid."""
         stuck = []
         while self.done:
             what, undo = self.done.pop()
@@ -74,7 +71,6 @@ class Run:
                 continue
             try:
                 undo()
-                self.output.event("", {"step": what, "status": "undone", "message": f"undid: {what}"})
             except CeoError as exc:
                 stuck.append(what)
                 self.output.event("", {"step": what, "status": "undo-failed",

@@ -80,12 +80,23 @@ class Session:
     def _failure_detail(self) -> str:
         return ""
 
-    def request(self, plugin: str, verb: str, args: dict, check: bool = False, on_event=None):
-        """One request; events go to on_event as they arrive. Returns the result or raises."""
+    def request(self, plugin: str, verb: str, args: dict, check: bool = False, on_event=None, keep=False):
+        """One request; events go to on_event as they arrive. Returns the result or raises.
+        keep: the helper keeps the request's undo log, for `undo(id)` later in the session."""
+        message = {"plugin": plugin, "verb": verb, "args": args, "check": check}
+        if keep:
+            message["keep"] = True
+        return self._exchange(message, on_event)
+
+    def undo(self, request_id, on_event=None):
+        """Roll back a request made with keep=True, on the helper, in reverse step order."""
+        return self._exchange({"undo": request_id}, on_event)
+
+    def _exchange(self, message: dict, on_event):
         with self.lock:
             self.next_id += 1
-            rid = self.next_id
-            self._write(encode({"id": rid, "plugin": plugin, "verb": verb, "args": args, "check": check}))
+            rid = self.last_id = self.next_id
+            self._write(encode({"id": rid, **message}))
             while True:
                 msg = self._read_message(rid)
                 if msg.get("id") != rid:

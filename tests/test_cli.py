@@ -102,7 +102,7 @@ def test_multistep_failure_at_step_three_leaves_no_trace(cluster):
     proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--fail-at", "3")
     assert proc.returncode == 1
     assert "injected failure on the databases host" in proc.stderr
-    assert f"undid: directory for {name}" in proc.stdout and f"undid: LDAP entry cn={name}" in proc.stdout
+    assert f"undid: made directory /users/{name}" in proc.stdout and f"undid: added LDAP entry cn={name}" in proc.stdout
     assert not ldap_has(cluster, name)
     assert not Path(f"/users/{name}").exists()
 

@@ -453,3 +453,19 @@ def test_the_command_the_client_asks_for_is_not_run(cluster, connect, command):
     assert "result" in ping
     assert session.finish() == (b"", 0, b"")
     assert not os.path.exists(marker)
+
+
+def test_undo_only_reaches_this_sessions_own_requests(cluster, connect):
+    session = Raw(connect("phosphoric-acid", "ofstaff"))
+    session.hello()
+    events, final = session.request(1, "testkit", "staffonly", {"note": "u"}, keep=True)
+    assert "result" in final and events[-1]["status"] == "done"
+    session.send_json({"id": 2, "undo": 99})  # never made here
+    assert_error(session.reply(), "BadRequest", rid=2)
+    session.send_json({"id": 3, "undo": 1})
+    events, final = session.final(3)
+    assert final["result"] == {"undone": 1} and [e["status"] for e in events] == ["undone"]
+    session.send_json({"id": 4, "undo": 1})  # only once
+    assert_error(session.reply(), "BadRequest", rid=4)
+    rest, status, err = session.finish()
+    assert (rest, status) == (b"", 0)

@@ -112,10 +112,8 @@ def explode(ctx, fail):
                           Flag("warn", "add a best-effort step that fails")])
 def multistep(run, name, fail_at, warn):
     run.prepare(["ldap", "homes", "databases"])
-    run.step("testkit.mkentry", {"name": name, "fail": fail_at == 1}, role="ldap",
-             describe=f"LDAP entry cn={name}", undo="testkit.rmentry", undo_args={"name": name})
-    run.step("testkit.mkdir", {"name": name, "fail": fail_at == 2}, role="homes",
-             describe=f"directory for {name}", undo="testkit.rmdir", undo_args={"name": name})
+    run.step("testkit.mkentry", {"name": name, "fail": fail_at == 1}, role="ldap", describe=f"LDAP entry cn={name}")
+    run.step("testkit.mkdir", {"name": name, "fail": fail_at == 2}, role="homes", describe=f"directory for {name}")
     run.step("testkit.explode", {"fail": fail_at == 3}, role="databases", describe="the databases step")
     if warn:
         run.step("testkit.explode", {"fail": True}, role="databases", describe="a best-effort step",
