@@ -458,7 +458,8 @@ def test_the_command_the_client_asks_for_is_not_run(cluster, connect, command):
 def test_undo_only_reaches_this_sessions_own_requests(cluster, connect):
     session = Raw(connect("phosphoric-acid", "ofstaff"))
     session.hello()
-    events, final = session.request(1, "testkit", "staffonly", {"note": "u"}, keep=True)
+    name = f"undo{uuid.uuid4().hex[:8]}"
+    events, final = session.request(1, "testkit", "mkentry", {"name": name}, keep=True)
     assert "result" in final and events[-1]["status"] == "done"
     session.send_json({"id": 2, "undo": 99})  # never made here
     assert_error(session.reply(), "BadRequest", rid=2)
