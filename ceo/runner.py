@@ -5,7 +5,7 @@ reverse (each undo is itself a verb on its host); best-effort steps only warn.
 
 from __future__ import annotations
 
-from .errors import BadInput, CeoError, PartlyDone, StepFailed
+from .errors import BadInput, CeoError, PartlyDone, RemoteError
 from .transport import Pool, ticket
 
 
@@ -47,7 +47,8 @@ class Run:
                 self._emit(role, describe, "warning", f"{describe}: {err.message}")
                 return None
             self._emit(role, describe, "failed", f"{describe}: {err.message}")
-            raise StepFailed(f"{describe} failed: {err.message}", cause=err.name) from err
+            # Keeps the cause's name and exit code: a step refused as bad input is still bad input.
+            raise RemoteError(err.name, f"{describe}: {err.message}", err.exit_code, err.details) from err
         if self.check:
             return result
         changed = [e for e in self.last_steps if e.get("status") == "done"]

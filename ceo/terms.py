@@ -61,6 +61,7 @@ def current(today: datetime.date | None = None) -> str:
 def next_unregistered(registered, today: datetime.date | None = None) -> str:
     """The later of the current term and the term after the last registered one."""
     now = current(today)
+    registered = list(registered or ())  # any iterable: an empty generator is truthy
     if not registered:
         return now
     after_last = add(max(registered, key=ordinal), 1)

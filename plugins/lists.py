@@ -96,6 +96,20 @@ def unsubscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=False)
 
 
+@plugin.verb("unsubscribe_all", "Step: take someone off every list (for deletions)", role="mail",
+             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Who])
+def unsubscribe_all(ctx, who):
+    address, _ = _address(ctx, who)
+    client = _client(ctx)
+    found = _call(ctx, lambda: [m for m in client.get_lists() if _is_member(ctx, m, address)])
+    if not found:
+        ctx.emit({"step": "unsubscribe", "status": "unchanged", "message": f"{address} is on no list"})
+        return {"changed": False, "lists": []}
+    for mlist in found:
+        _set_membership(ctx, mlist.list_name, address, subscribed=False)
+    return {"changed": True, "lists": [m.list_name for m in found]}
+
+
 def _set_membership(ctx, list, who, subscribed: bool):
     """Make `who` (un)subscribed; a no-op, reported as unchanged, when it already is."""
     mlist = _get_list(ctx, list)
