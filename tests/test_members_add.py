@@ -1,0 +1,237 @@
+"""`ceo members add`: a real account, or nothing at all. Checked with independent tools."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import stat
+import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import ldap3
+import pytest
+
+from ceo import terms
+from sandbox import control
+
+BASE = "dc=csclub,dc=internal"
+
+
+def uid_() -> str:
+    return f"n{uuid.uuid4().hex[:8]}"
+
+
+def ceo(cluster, user, *args):
+    return cluster.run(["ceo", "members", *args], user)
+
+
+@pytest.fixture(scope="module")
+def ldap(cluster):
+    conn = ldap3.Connection(ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")),
+                            authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
+                            auto_bind=True)
+    yield conn
+    conn.unbind()
+
+
+def entry(ldap, dn):
+    ldap.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["*"])
+    return ldap.entries[0].entry_attributes_as_dict if ldap.entries else None
+
+
+def principal(name) -> str | None:
+    proc = subprocess.run(["kadmin.local", "-q", f"getprinc {name}"], capture_output=True, text=True)
+    return proc.stdout if "Principal:" in proc.stdout else None
+
+
+def sink(cluster) -> list:
+    return list(mailbox.Maildir(cluster.state / "mail" / "sink", create=False))
+
+
+def messages_to(cluster, address, subject_part=""):
+    return [m for m in sink(cluster) if address in (m["To"] or "") and subject_part in (m["Subject"] or "")]
+
+
+def subscribed(address, list_name="csc-general") -> bool:
+    from mailmanclient import Client
+    client = Client("http://127.0.0.4:8001/3.1", "restadmin", "restpass")
+    return address in {m.email for m in client.get_list(f"{list_name}@csclub.internal").members}
+
+
+def remove(cluster, uid):
+    cluster.run(["ceo", "members", "delete", uid, "--yes"], "ctdalek")
+
+
+@pytest.fixture
+def cleanup(cluster):
+    made = []
+    yield made
+    for uid in made:
+        remove(cluster, uid)
+
+
+def test_a_new_member_is_a_real_account(cluster, ldap, cleanup, tmp_path):
+    uid = uid_()
+    cleanup.append(uid)
+    proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Newt Member", "--program", "MAT/Computer Science",
+               "--forwarding-address", f"{uid}@example.org", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)["result"]
+    password = result["password"]
+    assert len(password) >= 12
+
+    # LDAP: the user with its classes, a number in the member range, the current term; its group.
+    user = entry(ldap, f"uid={uid},ou=People,{BASE}")
+    assert {"account", "posixAccount", "shadowAccount", "member"} <= set(user["objectClass"])
+    number = int(user["uidNumber"][0])
+    assert 20001 <= number <= 29999 and int(user["gidNumber"][0]) == number == result["uidNumber"]
+    assert user["term"] == [terms.current()] and user["loginShell"] == ["/bin/bash"]
+    assert user["homeDirectory"] == [f"/users/{uid}"] and "shadowExpire" not in user
+    group = entry(ldap, f"cn={uid},ou=Group,{BASE}")
+    assert int(group["gidNumber"][0]) == number and {"group", "posixGroup"} <= set(group["objectClass"])
+
+    # Kerberos: the principal must change its password; kinit with the temporary one says so.
+    assert "REQUIRES_PWCHANGE" in principal(uid)
+    ccache = tmp_path / "cc"
+    new_password = "Chosen-by-" + uid
+    first = subprocess.run(["kinit", "-c", f"FILE:{ccache}", uid], input=f"{password}\n{new_password}\n{new_password}\n",
+                           capture_output=True, text=True)
+    assert first.returncode == 0 and "Password expired" in first.stdout, first
+    ccache.unlink()
+    again = subprocess.run(["kinit", "-c", f"FILE:{ccache}", uid], input=f"{new_password}\n", capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr
+
+    # NSS from LDAP, and an SSH login to phosphoric-acid with the changed password's ticket.
+    assert subprocess.run(["id", "-u", uid], capture_output=True, text=True).stdout.strip() == str(number)
+    hello = json.dumps({"hello": "ceo", "protocol": [1, 1]}) + "\n"
+    login = subprocess.run(["ssh", "-o", "BatchMode=yes", f"{uid}@phosphoric-acid.csclub.internal"], input=hello,
+                           capture_output=True, text=True, env={**os.environ, "KRB5CCNAME": f"FILE:{ccache}"})
+    assert login.returncode == 0, login.stderr
+    assert json.loads(login.stdout)["caller"] == uid
+
+    # The home directory: the skeleton's files, recursively, owned by the member, mode 0755.
+    home = f"/users/{uid}"
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o755
+    for name in (".bashrc", ".profile", "www/index.html"):
+        st = os.stat(os.path.join(home, name))
+        assert (st.st_uid, st.st_gid) == (number, number), name
+    assert open(f"{home}/.forward").read() == f"{uid}@example.org\n"
+
+    # Mail: the welcome message, csc-general, and the announcement naming who added whom.
+    welcome = messages_to(cluster, f"{uid}@csclub.internal", "Welcome")
+    assert len(welcome) == 1 and password not in welcome[0].get_payload()
+    assert subscribed(f"{uid}@csclub.internal")
+    announced = messages_to(cluster, "ceo@csclub.internal", f"New Member: {uid}")
+    assert len(announced) == 1 and "Added by: ofstaff" in announced[0].get_payload()
+    assert "FAILED" not in announced[0]["Subject"]
+
+    # The password was shown once, to the operator, and is nowhere else.
+    assert password not in (cluster.state / "audit.jsonl").read_text()
+    assert all(password not in m.as_string() for m in sink(cluster))
+
+
+def test_a_club_rep_gets_nonmember_terms_and_no_welcome(cluster, ldap, cleanup):
+    uid = uid_()
+    cleanup.append(uid)
+    proc = ceo(cluster, "ctdalek", "add", uid, "--cn", "Rep Resentative", "--clubrep", "--terms", "2")
+    assert proc.returncode == 0, proc.stderr
+    user = entry(ldap, f"uid={uid},ou=People,{BASE}")
+    assert user["nonMemberTerm"] == terms.interval(terms.current(), 2) and "term" not in user
+    assert messages_to(cluster, f"{uid}@csclub.internal") == []
+    assert not subscribed(f"{uid}@csclub.internal")
+    assert len(messages_to(cluster, "ceo@csclub.internal", f"New Club Rep: {uid}")) == 1
+
+
+def test_kadmind_down_leaves_nothing_behind(cluster, ldap, cleanup):
+    uid = uid_()
+    control.service("stop", "kadmind")
+    try:
+        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Half Account")
+    finally:
+        control.service("start", "kadmind")
+    assert proc.returncode == 1
+    assert "kadmind" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert f"undid: added LDAP user {uid}" in proc.stdout and f"undid: added personal group {uid}" in proc.stdout
+    assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None
+    assert entry(ldap, f"cn={uid},ou=Group,{BASE}") is None
+    assert not os.path.exists(f"/users/{uid}") and principal(uid) is None
+    failed = messages_to(cluster, "ceo@csclub.internal", f"New Member: {uid} (FAILED)")
+    assert len(failed) == 1 and "NOT created" in failed[0].get_payload()
+    assert messages_to(cluster, f"{uid}@csclub.internal") == []
+
+
+def test_mailman_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
+    uid = uid_()
+    cleanup.append(uid)
+    control.service("stop", "mailman")
+    try:
+        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Quiet Member", "--json")
+    finally:
+        control.service("start", "mailman")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert any("csc-general" in w and "Mailman" in w for w in doc["result"]["warnings"])
+    assert [s for s in doc["steps"] if s["status"] == "warning"]
+    assert entry(ldap, f"uid={uid},ou=People,{BASE}") is not None and principal(uid) is not None
+    assert os.path.isdir(f"/users/{uid}")
+
+
+def test_twenty_concurrent_adds_get_distinct_numbers(cluster, ldap, cleanup):
+    uids = [uid_() for _ in range(20)]
+    cleanup.extend(uids)
+
+    def add(uid):
+        return ceo(cluster, "ofstaff", "add", uid, "--cn", f"Crowd {uid}", "--no-welcome", "--no-subscribe")
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(add, uids))
+    assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
+    numbers = [int(entry(ldap, f"uid={u},ou=People,{BASE}")["uidNumber"][0]) for u in uids]
+    assert len(set(numbers)) == 20
+
+
+def test_adding_an_existing_uid_changes_nothing(cluster, ldap):
+    before = entry(ldap, f"uid=regular1,ou=People,{BASE}")
+    proc = ceo(cluster, "ofstaff", "add", "regular1", "--cn", "Imposter")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "ceo: LDAP account regular1: regular1 already exists"
+    assert entry(ldap, f"uid=regular1,ou=People,{BASE}") == before
+    assert not [m for m in sink(cluster) if "Imposter" in m.as_string()]
+    records = [json.loads(line) for line in (cluster.state / "audit.jsonl").read_text().splitlines()]
+    assert not [r for r in records if r["args"].get("cn") == "Imposter" and r["outcome"] == "done"]
+
+
+def test_check_mode_shows_the_plan_and_writes_nothing(cluster, ldap):
+    uid = uid_()
+    proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Maybe Member", "--forwarding-address", "m@example.org",
+               "--check")
+    assert proc.returncode == 0, proc.stderr
+    for expected in (f"add uid={uid},ou=People", f"create principal {uid}@CSCLUB.INTERNAL",
+                     f"copy /users/skel to /users/{uid}", f"write /users/{uid}/.forward: m@example.org",
+                     f"email the welcome message to {uid}@csclub.internal",
+                     f"subscribed {uid}@csclub.internal to csc-general", "email ceo@csclub.internal"):
+        assert expected in proc.stdout.replace("\n", " "), expected
+    assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None and principal(uid) is None
+    assert not os.path.exists(f"/users/{uid}") and not [m for m in sink(cluster) if uid in m.as_string()]
+
+
+@pytest.mark.parametrize("args", [
+    ["*)(uid=*", "--cn", "x"], ["x'; DROP", "--cn", "x"], ["../etc", "--cn", "x"], ["a\nb", "--cn", "x"],
+    ["okname", "--cn", "x", "--term", "w20x7"], ["okname", "--cn", "x", "--terms", "0"],
+    ["okname", "--cn", "x", "--terms", "2", "--term", "w2027"], ["okname", "--cn", "line\nbreak"],
+    ["okname", "--cn", "x", "--forwarding-address", "a@b.org\nBcc: c@d.org"], ["okname"],
+])
+def test_bad_input_is_refused_before_anything_is_written(cluster, ldap, args):
+    proc = ceo(cluster, "ofstaff", "add", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert entry(ldap, f"uid=okname,ou=People,{BASE}") is None
+
+
+def test_members_cannot_add(cluster, ldap):
+    uid = uid_()
+    proc = ceo(cluster, "regular1", "add", uid, "--cn", "Sneaky")
+    assert proc.returncode == 3 and "needs office or syscom" in proc.stderr
+    assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None
