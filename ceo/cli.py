@@ -36,7 +36,8 @@ def _add_param(parser, p):
     if p.choices:
         kw["choices"] = p.choices
     if p.positional:
-        parser.add_argument(p.name, metavar=p.metavar or p.name.upper(), nargs="+" if p.multiple else None, **kw)
+        nargs = ("+" if p.required else "*") if p.multiple else (None if p.required else "?")
+        parser.add_argument(p.name, metavar=p.metavar or p.name.upper(), nargs=nargs, **kw)
     elif p.multiple:
         parser.add_argument(p.option, dest=p.name, metavar=p.metavar or p.name.upper(), nargs="+",
                             action="extend", **kw)
@@ -179,9 +180,9 @@ def run_command(verb, ns, config, inv_path) -> int:
     finally:
         if run is not None:
             run.close()
-    out.result(verb, result, check=ns.check and verb.mutating)
-    if isinstance(result, dict) and result.get("ok") is False:
-        return FAILED
+    out.result(verb, result, check=ns.check and (verb.mutating or verb.composite))
+    if isinstance(result, dict) and isinstance(result.get("exit"), int):
+        return result["exit"]  # a verb that reports, then fails (doctor) or partly succeeds (batches)
     return 0
 
 

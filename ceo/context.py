@@ -18,12 +18,14 @@ class Steps:
         self.emit, self.check = emit, check
         self.done: list[tuple[str, object]] = []
 
-    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = ""):
+    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = "", passthrough=()):
         if self.check:
             self.emit({"step": name, "status": "would", "message": describe or name})
             return None
         try:
             result = do()
+        except passthrough:
+            raise  # the verb handles these itself (e.g. retries another way)
         except Exception as exc:
             reason = exc.message if isinstance(exc, CeoError) else _summary(exc)
             if best_effort:
@@ -74,8 +76,8 @@ class Context:
     def groups(self) -> set[str]:
         return self.session.groups()
 
-    def step(self, name, do, undo=None, *, best_effort=False, describe=""):
-        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe)
+    def step(self, name, do, undo=None, *, best_effort=False, describe="", passthrough=()):
+        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe, passthrough=passthrough)
 
     def note(self, **facts):
         """Add facts to the audit record of this request (never secrets)."""

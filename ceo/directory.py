@@ -14,7 +14,50 @@ from .errors import ServiceUnavailable
 LDAP_TIMEOUT = 10
 
 
-def connect(config, host: str):
+class Guarded:
+    """An ldap3 connection whose network failures become one ServiceUnavailable line, and
+    which the session reopens on next use (slapd restarted mid-batch, say)."""
+
+    OPS = ("search", "add", "modify", "delete", "modify_dn", "compare")
+
+    def __init__(self, conn, where: str, on_broken):
+        self._conn, self._where, self._on_broken = conn, where, on_broken
+
+    def __getattr__(self, name):
+        attr = getattr(self._conn, name)
+        if name not in self.OPS:
+            return attr
+
+        def call(*args, **kw):
+            from ldap3.core.exceptions import LDAPException
+            try:
+                return attr(*args, **kw)
+            except LDAPException as exc:
+                self._on_broken()
+                raise ServiceUnavailable(f"LDAP ({self._where}) is not answering: {type(exc).__name__}") from None
+        return call
+
+    def paged(self, base, flt, attributes, scope="SUBTREE", page=1000):
+        """Every entry of a search, page by page (no server size limit surprises)."""
+        import ldap3
+        cookie, out = None, []
+        scope = {"SUBTREE": ldap3.SUBTREE, "BASE": ldap3.BASE, "LEVEL": ldap3.LEVEL}[scope]
+        while True:
+            self.search(base, flt, search_scope=scope, attributes=attributes, paged_size=page, paged_cookie=cookie)
+            if self._conn.result["result"] not in (0, 32):
+                raise ServiceUnavailable(f"LDAP search failed ({self._where}): {self._conn.result['description']}")
+            out += [r for r in self._conn.response or [] if r.get("type") == "searchResEntry"]
+            cookie = self._conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {}).get("value", {}).get("cookie")
+            if not cookie:
+                return out
+
+
+def connect(config, host: str, on_broken=lambda: None):
+    conn, where = _connect(config, host)
+    return Guarded(conn, where, on_broken)
+
+
+def _connect(config, host: str):
     import ldap3
     from ldap3.core.exceptions import LDAPException
 
@@ -24,7 +67,7 @@ def connect(config, host: str):
             server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT)
             return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
                                     sasl_credentials="", auto_bind=True, receive_timeout=LDAP_TIMEOUT,
-                                    raise_exceptions=False)
+                                    raise_exceptions=False), ldapi
         import gssapi
         uri = config.get("ldap", "uri")
         ldap_host = uri.split("://", 1)[-1].split(":")[0].strip("/")
@@ -35,7 +78,7 @@ def connect(config, host: str):
         server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT)
         return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
                                 sasl_credentials=(ldap_host, None, creds), auto_bind=True,
-                                receive_timeout=LDAP_TIMEOUT, raise_exceptions=False)
+                                receive_timeout=LDAP_TIMEOUT, raise_exceptions=False), uri
     except (LDAPException, OSError) as exc:
         raise ServiceUnavailable(f"LDAP ({ldapi or config.get('ldap', 'uri')}) is not answering: {exc}") from None
     except Exception as exc:  # gssapi errors: keytab missing, KDC down

@@ -105,12 +105,16 @@ class Session:
 
     def ldap(self):
         from .directory import connect
-        return self.service("ldap", lambda: connect(self.config, self.host))
+        return self.service("ldap", lambda: connect(self.config, self.host, lambda: self.drop("ldap")))
 
     def service(self, name, opener):
         if name not in self._services:
             self._services[name] = opener()
         return self._services[name]
+
+    def drop(self, name):
+        """Forget a broken connection: the next request opens a new one."""
+        self._services.pop(name, None)
 
     def close(self):
         for conn in self._services.values():
@@ -180,7 +184,8 @@ class Server:
             self.audit(verb, args, ctx, outcome, err.message)
             self.send({"id": rid, "error": err.to_wire()})
             return
-        self.audit(verb, args, ctx, "done")
+        if not (isinstance(result, dict) and result.get("changed") is False):  # a no-op changed nothing
+            self.audit(verb, args, ctx, "done")
         if message.get("keep") and ctx.steps.done and not ctx.check:
             # The client may undo this request later in the session, when a later step of its
             # multi-host operation fails. Only this session can: the log lives in this process.

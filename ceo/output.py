@@ -49,7 +49,8 @@ class Output:
 
     def result(self, verb, result, check: bool = False):
         if self.as_json:
-            doc = {"ok": True, "result": result}
+            ok = not (isinstance(result, dict) and result.get("exit", 0) != 0)
+            doc = {"ok": ok, "result": result}
             if self.steps:
                 doc["steps"] = self.steps
             if check:

@@ -107,33 +107,41 @@ class Session:
                     continue
                 return self._outcome(msg)
 
-    def stream(self, requests, on_reply, on_event=None):
-        """Pipeline many (plugin, verb, args, check) requests; on_reply(index, result_or_error)."""
-        with self.lock:
-            pending, sent, done = {}, 0, 0
-            requests = list(requests)
-            while done < len(requests):
-                while sent < len(requests) and len(pending) < PIPELINE_WINDOW:
-                    plugin, verb, args, check = requests[sent]
-                    self.next_id += 1
-                    pending[self.next_id] = sent
-                    self._write(encode({"id": self.next_id, "plugin": plugin, "verb": verb,
-                                        "args": args, "check": check}))
-                    sent += 1
-                msg = self._read_message(None)
-                index = pending.get(msg.get("id"))
-                if index is None:
-                    continue
-                if "event" in msg:
-                    if on_event:
-                        on_event(self, msg["event"], index)
-                    continue
-                del pending[msg["id"]]
-                done += 1
-                try:
-                    on_reply(index, self._outcome(msg))
-                except RemoteError as err:
-                    on_reply(index, err)
+    def stream(self, requests, on_reply, on_event=None, stop=None) -> tuple[int, bool]:
+        """Pipeline many (plugin, verb, args, check) requests; on_reply(index, result_or_error).
+        Ctrl-C (or `stop` set) stops the sending; the replies to what was sent are still read,
+        so every request is known done or not. A second Ctrl-C aborts at once.
+        Returns (how many were sent, whether it stopped early)."""
+        stop = stop or threading.Event()
+        restore = _sigint_sets(stop)
+        try:
+            with self.lock:
+                pending, sent = {}, 0
+                while True:
+                    while not stop.is_set() and sent < len(requests) and len(pending) < PIPELINE_WINDOW:
+                        plugin, verb, args, check = requests[sent]
+                        self.next_id += 1
+                        pending[self.next_id] = sent
+                        self._write(encode({"id": self.next_id, "plugin": plugin, "verb": verb,
+                                            "args": args, "check": check}))
+                        sent += 1
+                    if not pending:
+                        return sent, sent < len(requests)
+                    msg = self._read_message(None)
+                    index = pending.get(msg.get("id"))
+                    if index is None:
+                        continue
+                    if "event" in msg:
+                        if on_event:
+                            on_event(self, msg["event"], index)
+                        continue
+                    del pending[msg["id"]]
+                    try:
+                        on_reply(index, self._outcome(msg))
+                    except RemoteError as err:
+                        on_reply(index, err)
+        finally:
+            restore()
 
     def _outcome(self, msg: dict):
         if "error" in msg:
@@ -141,6 +149,20 @@ class Session:
             raise RemoteError(str(err.get("name", "Error")), str(err.get("message", "failed")),
                               err.get("exit", 1), err.get("details"))
         return msg.get("result")
+
+
+def _sigint_sets(event):
+    """While a batch runs, the first Ctrl-C only asks it to stop; the second interrupts."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+    old = signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, old)
 
 
 class ParamikoSession(Session):

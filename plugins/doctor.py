@@ -33,7 +33,7 @@ def check(run):
         principal, left = run.ticket()
         rows.append(_row("-", "kerberos ticket", True, f"{principal}, {left // 3600} h {left % 3600 // 60} min left"))
     except CeoError as err:
-        return {"ok": False, "checks": [_row("-", "kerberos ticket", False, err.message)]}
+        return {"ok": False, "exit": 1, "checks": [_row("-", "kerberos ticket", False, err.message)]}
     hosts = list(run.inventory.hosts.values())
     t0 = time.monotonic()
     sessions = run.pool.open_parallel(hosts)
@@ -52,7 +52,8 @@ def check(run):
             rows.append(_row(host.name, "services", False, err.message))
             continue
         rows += [_row(host.name, s["check"], s["ok"], s["detail"], s.get("ms")) for s in services]
-    return {"ok": all(r["ok"] for r in rows), "checks": rows, "seconds": round(time.monotonic() - t0, 3)}
+    ok = all(r["ok"] for r in rows)
+    return {"ok": ok, "exit": 0 if ok else 1, "checks": rows, "seconds": round(time.monotonic() - t0, 3)}
 
 
 def _row(host, check, ok, detail, ms=None):

@@ -153,12 +153,34 @@ def modify(run, uid, login_shell, forwarding_address, no_forwarding):
     return {"uid": uid}
 
 
-@plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account",
-                  check=True, params=[Uid("uid", "the member", positional=True), TermsCount, Terms, Clubrep])
-def renew(run, uid, terms, term, clubrep):
+@plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
+                  "--csv FILE renews many", check=True, render=lambda c, r: _render_renewals(c, r), params=[
+                      Uid("uid", "the member (or --csv)", positional=True, required=False), TermsCount, Terms,
+                      Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
+                                   "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
+                                   metavar="FILE", max_length=4096),
+                      Flag("skip_invalid", "with --csv: apply the valid rows, report the rest"),
+                      Str("receipt", "with --csv: write every row's outcome to this CSV file", metavar="PATH",
+                          max_length=4096)])
+def renew(run, uid, terms, term, clubrep, csv, skip_invalid, receipt):
+    if csv:
+        if uid or terms or term:
+            raise BadInput("--csv takes the uids and terms from the file: give no UID, --terms or --term")
+        from plugins import _csvrenew
+        return _csvrenew.renew(run, csv, clubrep=clubrep, skip_invalid=skip_invalid, receipt=receipt)
+    if skip_invalid or receipt:
+        raise BadInput("--skip-invalid and --receipt go with --csv")
+    if not uid:
+        raise BadInput("give a UID, or --csv FILE")
     _terms_choice(terms, term)
     return run.call("members.renew_terms", {"uid": uid, "terms": terms, "term": term, "clubrep": clubrep},
                     role="ldap")
+
+
+def _render_renewals(console, result):
+    if "rows" in result:
+        from plugins import _csvrenew
+        _csvrenew.render(console, result)
 
 
 @plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True,
@@ -402,11 +424,54 @@ def set_forwarding(ctx, uid, forwarding_address):
     return {"changed": True}
 
 
+@plugin.verb("lookup", "Step: the terms and locks of many members at once", role="ldap", allow=STAFF,
+             hidden=True, params=[Uid("uids", multiple=True, required=True)])
+def lookup(ctx, uids):
+    if len(uids) > 50000:
+        raise BadInput("at most 50,000 uids at once")
+    found = {}
+    for i in range(0, len(uids), 200):  # a few hundred alternatives per filter
+        flt = "(&(objectClass=posixAccount)(|" + "".join(f"(uid={_esc(u)})" for u in uids[i:i + 200]) + "))"
+        for e in _search(ctx, flt, ["uid", "term", "nonMemberTerm", "shadowExpire"]):
+            found[e["uid"][0]] = {"term": e.get("term", []), "nonMemberTerm": e.get("nonMemberTerm", []),
+                                  "shadowExpire": int(e["shadowExpire"][0]) if e.get("shadowExpire") else None}
+    return found
+
+
+class _Stale(Exception):
+    """The entry changed since the client read it."""
+
+
 @plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=STAFF, mutating=True, check=True,
-             hidden=True, params=[Uid("uid", positional=True), TermsCount, Terms, Clubrep])
-def renew_terms(ctx, uid, terms, term, clubrep):
+             hidden=True, params=[Uid("uid", positional=True), TermsCount, Terms, Clubrep,
+                                  Flag("exact", "batch: `term` is exactly what to add, as the client read it", cli=False),
+                                  Int("expire", "batch: the shadowExpire the client read", min=0, cli=False)])
+def renew_terms(ctx, uid, terms, term, clubrep, exact, expire):
     import ldap3
     _terms_choice(terms, term)
+    attr = "nonMemberTerm" if clubrep else "term"
+    if exact and not ctx.check:
+        # A batch already read every entry: one modify per row, no search. If the entry
+        # changed meanwhile (a value exists, or no lock to remove) the modify fails whole and
+        # the row is done the careful way below.
+        conn, dn = ctx.ldap(), _dn(ctx, uid)
+        change = {attr: [(ldap3.MODIFY_ADD, list(term))]} if term else {}
+        undo = {attr: [(ldap3.MODIFY_DELETE, list(term))]} if term else {}
+        if expire is not None:
+            change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
+            undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, [str(expire)])]
+
+        def modify():
+            if not conn.modify(dn, change):
+                if conn.result["result"] in (16, 20):  # noSuchAttribute, attributeOrValueExists
+                    raise _Stale
+                _ldap_ok(ctx, False, f"renewing {uid}")
+        try:
+            ctx.step("terms", modify, lambda: conn.modify(dn, undo), passthrough=(_Stale,),
+                     describe=f"{uid}: " + _renewed(term, expire is not None, clubrep))
+            return {"uid": uid, "added": list(term), "unlocked": expire is not None, "changed": True}
+        except _Stale:
+            pass
     entry = _user(ctx, uid)
     attr = "nonMemberTerm" if clubrep else "term"
     have = set(entry.get(attr, []))
@@ -427,11 +492,14 @@ def renew_terms(ctx, uid, terms, term, clubrep):
     if locked:
         undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, entry["shadowExpire"])]
     conn, dn = ctx.ldap(), _dn(ctx, uid)
-    what = (f"added {'club rep ' if clubrep else ''}terms {' '.join(new)}" if new else "") + \
-        (" and " if new and locked else "") + ("unlocked the account" if locked else "")
     ctx.step("terms", lambda: _ldap_ok(ctx, conn.modify(dn, change), f"renewing {uid}"),
-             lambda: conn.modify(dn, undo), describe=f"{uid}: {what}")
+             lambda: conn.modify(dn, undo), describe=f"{uid}: " + _renewed(new, locked, clubrep))
     return {**result, "changed": True}
+
+
+def _renewed(new, unlocked, clubrep) -> str:
+    return (f"added {'club rep ' if clubrep else ''}terms {' '.join(new)}" if new else "") + \
+        (" and " if new and unlocked else "") + ("unlocked the account" if unlocked else "")
 
 
 @plugin.verb("remove_home", "Step: archive or remove the home directory (syscom)", role="homes",
@@ -554,15 +622,8 @@ def _esc(value):
 
 def _search(ctx, flt, attrs, base=None, scope="SUBTREE"):
     """Entries as {attr: [values], "dn": dn}; a missing base is no entries."""
-    conn = ctx.ldap()
-    entries = conn.extend.standard.paged_search(base or _people(ctx), flt, search_scope=scope, attributes=attrs,
-                                                paged_size=1000, generator=False)
-    if conn.result["result"] not in (0, 32):
-        raise ServiceUnavailable(f"LDAP search failed on {ctx.host}: {conn.result['description']}")
     out = []
-    for e in entries or []:
-        if e.get("type") != "searchResEntry":
-            continue
+    for e in ctx.ldap().paged(base or _people(ctx), flt, attrs, scope):
         record = {k: (v if isinstance(v, list) else [v]) for k, v in e["attributes"].items() if v not in ([], None)}
         record["dn"] = e["dn"]
         out.append(record)
@@ -601,6 +662,8 @@ def _ldap_ok(ctx, ok, what):
         result = ctx.ldap().result
         if result.get("result") == 68:
             raise AlreadyExists(f"{what}: already exists")
+        if result.get("result") == 32:
+            raise NotFound(f"{what}: no such entry")
         raise ServiceUnavailable(f"LDAP on {ctx.host} failed {what}: {result.get('description')}")
 
 
