@@ -12,6 +12,9 @@ import syslog
 import time
 
 
+_files: dict[str, int] = {}  # audit files kept open for the helper's session (batches write many)
+
+
 def record(path: str, *, caller: str, host: str, plugin: str, verb: str, args: dict, outcome: str,
            error: str | None = None, **extra):
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "caller": caller, "host": host,
@@ -20,13 +23,11 @@ def record(path: str, *, caller: str, host: str, plugin: str, verb: str, args: d
         entry["error"] = error
     line = json.dumps(entry, sort_keys=True)
     try:
-        syslog.openlog("ceo-helper", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
-        syslog.syslog(syslog.LOG_INFO, line)
+        syslog.syslog(syslog.LOG_AUTHPRIV | syslog.LOG_INFO, line)
     except OSError:
         pass
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    finally:
-        os.close(fd)
+    fd = _files.get(path)
+    if fd is None:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = _files[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.write(fd, line.encode() + b"\n")  # one write of a whole line: O_APPEND keeps lines whole

@@ -337,7 +337,6 @@ def log(text: str):
     """The helper's own log: syslog (stderr would reach the client)."""
     import syslog
     try:
-        syslog.openlog("ceo-helper", syslog.LOG_PID, syslog.LOG_DAEMON)
         for line in text.splitlines():
             syslog.syslog(syslog.LOG_ERR, line)
     except OSError:
@@ -345,6 +344,8 @@ def log(text: str):
 
 
 def main(argv=None) -> int:
+    import syslog
+    syslog.openlog("ceo-helper", syslog.LOG_PID, syslog.LOG_DAEMON)
     out = sys.stdout.buffer
     try:
         session = Session()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 import time
 
 from ceo import terms as T
-from ceo.errors import AlreadyExists, BadInput, CeoError, NotFound, NotPermitted, ServiceUnavailable
+from ceo.errors import (NOT_PERMITTED, AlreadyExists, BadInput, CeoError, NotFound, NotPermitted,
+                        ServiceUnavailable)
 from ceo.plugin import Flag, Int, Plugin, Str, Term, Uid
 
 plugin = Plugin("members", "Members and club reps: add, get, list, modify, renew, pwreset, delete")
@@ -97,10 +99,9 @@ def get(run, uid):
     info = run.call("members.info", {"uid": uid}, role="ldap")
     try:
         info["forwarding"] = run.call("members.forwarding", {"uid": uid}, role="homes")["addresses"]
-    except NotPermitted:
-        pass  # forwarding is for the member themself, office and syscom only
     except CeoError as err:
-        info["forwarding"] = f"(unavailable: {err.message})"
+        if err.exit_code != NOT_PERMITTED:  # forwarding is for the member, office and syscom only
+            info["forwarding"] = f"(unavailable: {err.message})"
     return info
 
 
@@ -117,6 +118,9 @@ def list_(ctx, term, expired, clubreps):
     else:
         flt = f"(&(objectClass=member)({attr}={esc(term or now)}))"
     entries = _search(ctx, flt, ["uid", "cn", "program", "term", "nonMemberTerm", "shadowExpire"])
+    if expired:  # not current, and not registered ahead either: every term is in the past
+        entries = [e for e in entries
+                   if all(T.ordinal(t) < T.ordinal(now) for t in e.get("term", []) + e.get("nonMemberTerm", []))]
     rows = [{"uid": e["uid"][0], "name": _first(e, "cn"), "program": _first(e, "program"),
              "terms": T.sort(e.get("term", [])), "nonMemberTerms": T.sort(e.get("nonMemberTerm", [])),
              "locked": _locked(e)} for e in entries]
@@ -202,11 +206,12 @@ def _render_password(console, result):
 def delete(run, uid):
     run.prepare(["ldap", "kerberos", "homes"])
     run.call("members.info", {"uid": uid}, role="ldap")
-    run.step("lists.unsubscribe_all", {"who": uid}, role="mail", describe="list subscriptions",
-             best_effort=True)
     home = run.step("members.remove_home", {"uid": uid}, role="homes", describe=f"home directory of {uid}")
     run.step("members.remove_ldap", {"uid": uid}, role="ldap", describe=f"LDAP entries of {uid}")
     run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
+    # Last, and by address (the account is gone): a failed delete keeps its subscriptions.
+    run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
+             describe="list subscriptions", best_effort=True)
     if home and home.get("remove_after"):
         run.step("members.purge_home", {"path": home["moved_to"]}, role="homes", describe="removing the old home",
                  best_effort=True)
@@ -373,12 +378,8 @@ def info(ctx, uid):
 @plugin.verb("forwarding", "Step: a member's forwarding addresses", role="homes", hidden=True,
              allow=("self", "office", "syscom"), params=[Uid("uid", positional=True)])
 def forwarding(ctx, uid):
-    path = os.path.join(ctx.config.get("homes", "base", "/users"), uid, ".forward")
-    try:
-        with open(path) as f:
-            return {"addresses": [line.strip() for line in f if line.strip()]}
-    except FileNotFoundError:
-        return {"addresses": []}
+    text = _read_forward(os.path.join(ctx.config.get("homes", "base", "/users"), uid, ".forward"))
+    return {"addresses": [line.strip() for line in (text or "").splitlines() if line.strip()]}
 
 
 @plugin.verb("set_shell", "Step: replace the login shell", role="ldap", allow=("self", "office", "syscom"),
@@ -387,6 +388,7 @@ def forwarding(ctx, uid):
 def set_shell(ctx, uid, shell):
     if shell not in _shells():
         raise BadInput(f"{shell} is not in /etc/shells on {ctx.host}; ask syscom to add it")
+    _guard_syscom_member(ctx, uid, "login shell")
     entry = _user(ctx, uid)
     old = _first(entry, "loginShell")
     if old == shell:
@@ -404,15 +406,10 @@ def set_shell(ctx, uid, shell):
 @plugin.verb("set_forwarding", "Step: replace ~/.forward", role="homes", allow=("self", "office", "syscom"),
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True), Address])
 def set_forwarding(ctx, uid, forwarding_address):
-    if "syscom" not in ctx.groups and uid != ctx.caller and _in_group(ctx, uid, "syscom"):
-        raise NotPermitted(f"only syscom may change the forwarding of {uid}, a syscom member")
+    _guard_syscom_member(ctx, uid, "forwarding")
     entry = _user(ctx, uid)
     path = os.path.join(_first(entry, "homeDirectory"), ".forward")
-    try:
-        with open(path) as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = None
+    old = _read_forward(path)
     new = "".join(f"{a}\n" for a in forwarding_address) or None
     if old == new:
         ctx.emit({"step": "forward", "status": "unchanged", "message": "forwarding unchanged"})
@@ -512,7 +509,7 @@ def remove_home(ctx, uid):
     if not os.path.lexists(path):
         ctx.emit({"step": "home", "status": "unchanged", "message": f"{path} does not exist"})
         return {"changed": False}
-    dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}")
+    dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
     if ctx.check:
         ctx.step("home", None, describe=f"{'move' if mode == 'archive' else 'remove'} {path}"
                  + (f" to {dest}" if mode == "archive" else ""))
@@ -649,6 +646,12 @@ def _locked(entry) -> bool:
     return bool(expire) and int(expire[0]) <= int(time.time() // 86400)
 
 
+def _guard_syscom_member(ctx, uid, what):
+    """A syscom member's account is changed only by themself or by syscom."""
+    if uid != ctx.caller and "syscom" not in ctx.groups and _in_group(ctx, uid, "syscom"):
+        raise NotPermitted(f"only syscom may change the {what} of {uid}, a syscom member")
+
+
 def _in_group(ctx, uid, group) -> bool:
     return bool(_search(ctx, f"(&(cn={group})(uniqueMember={_esc(_dn(ctx, uid))}))", ["cn"], base=_groups(ctx)))
 
@@ -746,23 +749,55 @@ def _copy_skeleton(skel: str, path: str, number: int):
     os.chmod(path, 0o755)
 
 
+def _read_forward(path: str) -> str | None:
+    """~/.forward as the member left it. The helper is root in a directory the member owns:
+    never follow a link, never block on a FIFO, read only a regular file, and only so much."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BadInput(f"{path} is not a plain file ({exc.strerror}); ask syscom to look at it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInput(f"{path} is not a plain file; ask syscom to look at it")
+        return os.read(fd, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
 def _write_forward(home: str, addresses, number: int):
+    """Replace ~/.forward atomically, through a new file no link can redirect."""
+    import tempfile
     path = os.path.join(home, ".forward")
     if not addresses:
-        if os.path.exists(path):
+        if os.path.lexists(path):
             os.unlink(path)
         return
-    tmp = path + ".ceo-tmp"
-    with open(tmp, "w") as f:
-        f.writelines(f"{a}\n" for a in addresses)
-    os.chown(tmp, number, number)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".forward.", dir=home)
+    try:
+        os.write(fd, "".join(f"{a}\n" for a in addresses).encode())
+        os.fchown(fd, number, number)
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        os.close(fd) if _is_open(fd) else None
+        os.unlink(tmp)
+        raise
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
 
 
 def _restore(path: str, old: str | None, number: int):
     if old is None:
-        if os.path.exists(path):
+        if os.path.lexists(path):
             os.unlink(path)
         return
     _write_forward(os.path.dirname(path), old.splitlines(), number)
