@@ -18,14 +18,12 @@ class Steps:
         self.emit, self.check = emit, check
         self.done: list[tuple[str, object]] = []
 
-    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = "", passthrough=()):
+    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = ""):
         if self.check:
             self.emit({"step": name, "status": "would", "message": describe or name})
             return None
         try:
             result = do()
-        except passthrough:
-            raise  # the verb handles these itself (e.g. retries another way)
         except Exception as exc:
             reason = exc.message if isinstance(exc, CeoError) else _summary(exc)
             if best_effort:
@@ -59,11 +57,12 @@ def _summary(exc: Exception) -> str:
 
 
 class Context:
-    def __init__(self, session, request_id, check: bool, emit):
+    def __init__(self, session, request_id, check: bool, emit, audit=None):
         self.session = session  # the helper session: identity, config, connections
         self.id = request_id
         self.check = check
         self.emit = emit
+        self.audit = audit  # audit(args, outcome, error=None): one record (verbs with audit_rows)
         self.steps = Steps(emit, check)
         self.notes: dict = {}  # extra facts for this request's audit record
 
@@ -76,8 +75,8 @@ class Context:
     def groups(self) -> set[str]:
         return self.session.groups()
 
-    def step(self, name, do, undo=None, *, best_effort=False, describe="", passthrough=()):
-        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe, passthrough=passthrough)
+    def step(self, name, do, undo=None, *, best_effort=False, describe=""):
+        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe)
 
     def note(self, **facts):
         """Add facts to the audit record of this request (never secrets)."""

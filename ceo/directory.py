@@ -37,6 +37,24 @@ class Guarded:
                 raise ServiceUnavailable(f"LDAP ({self._where}) is not answering: {type(exc).__name__}") from None
         return call
 
+    def response(self, msgid, patience: float = LDAP_TIMEOUT):
+        """The result of a pipelined (ASYNC) operation. ldap3 would wait out its whole timeout
+        for a server that has gone; this notices its receiver thread died and says so at once."""
+        from ldap3.core.exceptions import LDAPException, LDAPResponseTimeoutError
+        waited = 0.0
+        while True:
+            try:
+                return self._conn.get_response(msgid, timeout=0.2)[1]
+            except LDAPResponseTimeoutError:
+                waited += 0.2
+                receiver = getattr(self._conn.strategy, "receiver", None)
+                if waited < patience and receiver is not None and receiver.is_alive():
+                    continue
+            except LDAPException:
+                pass
+            self._on_broken()
+            raise ServiceUnavailable(f"LDAP ({self._where}) went away")
+
     def paged(self, base, flt, attributes, scope="SUBTREE", page=1000):
         """Every entry of a search, page by page (no server size limit surprises)."""
         import ldap3
@@ -52,13 +70,15 @@ class Guarded:
                 return out
 
 
-def connect(config, host: str, on_broken=lambda: None):
-    conn, where = _connect(config, host)
+def connect(config, host: str, on_broken=lambda: None, pipelined=False):
+    """pipelined: an ldap3 ASYNC connection, whose operations return message ids at once."""
+    conn, where = _connect(config, host, pipelined)
     return Guarded(conn, where, on_broken)
 
 
-def _connect(config, host: str):
+def _connect(config, host: str, pipelined=False):
     import ldap3
+    strategy = ldap3.ASYNC if pipelined else ldap3.SYNC
     from ldap3.core.exceptions import LDAPException
 
     ldapi = config.get("ldap", "ldapi")
@@ -67,7 +87,7 @@ def _connect(config, host: str):
             server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT)
             return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
                                     sasl_credentials="", auto_bind=True, receive_timeout=LDAP_TIMEOUT,
-                                    raise_exceptions=False), ldapi
+                                    raise_exceptions=False, client_strategy=strategy), ldapi
         import gssapi
         uri = config.get("ldap", "uri")
         ldap_host = uri.split("://", 1)[-1].split(":")[0].strip("/")
@@ -78,7 +98,7 @@ def _connect(config, host: str):
         server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT)
         return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
                                 sasl_credentials=(ldap_host, None, creds), auto_bind=True,
-                                receive_timeout=LDAP_TIMEOUT, raise_exceptions=False), uri
+                                receive_timeout=LDAP_TIMEOUT, raise_exceptions=False, client_strategy=strategy), uri
     except (LDAPException, OSError) as exc:
         raise ServiceUnavailable(f"LDAP ({ldapi or config.get('ldap', 'uri')}) is not answering: {exc}") from None
     except Exception as exc:  # gssapi errors: keytab missing, KDC down

@@ -127,6 +127,17 @@ class Session:
                     break
 
 
+def write_audit(session, verb, args: dict, outcome: str, error=None, request=None, **notes):
+    """One audit record (args already redacted by the caller; long values are clipped here)."""
+    from . import audit
+    try:
+        audit.record(session.config.get("audit", "file"), caller=session.caller, host=session.host,
+                     plugin=verb.plugin.name, verb=verb.name, args={k: _clip(v) for k, v in args.items()},
+                     outcome=outcome, error=error, request=request, **notes)
+    except OSError as exc:
+        log(f"cannot write audit record: {exc}")
+
+
 class Server:
     def __init__(self, session: Session, out):
         self.session, self.out = session, out
@@ -166,11 +177,13 @@ class Server:
         emit = lambda event: self.send({"id": rid, "event": event})  # noqa: E731
         if "undo" in message:
             return self.undo(rid, message["undo"], emit)
-        ctx = Context(self.session, rid, bool(message.get("check")), emit)
         verb = self.find(message)
         if isinstance(verb, CeoError):
             self.send({"id": rid, "error": verb.to_wire()})
             return
+        ctx = Context(self.session, rid, bool(message.get("check")), emit,
+                      lambda args, outcome, error=None, **notes: write_audit(
+                          self.session, verb, args, outcome, error, rid, **{**ctx.notes, **notes}))
         args = message.get("args", {})
         try:
             args = self.resolve(verb, message, ctx)
@@ -265,19 +278,12 @@ class Server:
                            search_scope="BASE", attributes=["uid"]) and bool(conn.entries)
 
     def audit(self, verb, args, ctx, outcome, error=None):
-        if not verb.mutating or ctx.check:
+        if not verb.mutating or ctx.check or verb.audit_rows:
             return
         if not isinstance(args, dict):
             args = {}
         declared = {p.name for p in verb.params}
-        args = {k: _clip(v) for k, v in verb.redact({k: v for k, v in args.items() if k in declared}).items()}
-        from . import audit
-        try:
-            audit.record(self.session.config.get("audit", "file"), caller=self.session.caller,
-                         host=self.session.host, plugin=verb.plugin.name, verb=verb.name,
-                         args=verb.redact(args), outcome=outcome, error=error, request=ctx.id, **ctx.notes)
-        except OSError as exc:
-            log(f"cannot write audit record: {exc}")
+        ctx.audit(verb.redact({k: v for k, v in args.items() if k in declared}), outcome, error)
 
     def internal(self, exc: Exception, message: dict) -> CeoError:
         log(f"internal error in {message.get('plugin')}.{message.get('verb')}:\n{traceback.format_exc()}")

@@ -136,7 +136,7 @@ def Term(name="term", help="a term, e.g. w2027", **kw):
 class Verb:
     def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
                  mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None,
-                 permit=None):
+                 permit=None, audit_rows=False):
         for r in allow:
             if r not in ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
@@ -149,6 +149,8 @@ class Verb:
         # A plugin's own extra rule, run by the helper when the roles in `allow` do not
         # admit the caller: permit(ctx, args) -> True to allow, or a reason string to refuse.
         self.permit = permit
+        # A batch verb audits each row itself (ctx.audit) instead of the request as a whole.
+        self.audit_rows = audit_rows
         positional = [p.name for p in self.params if p.positional]
         self.target = target or (positional[0] if positional else None)
 

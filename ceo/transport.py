@@ -107,7 +107,7 @@ class Session:
                     continue
                 return self._outcome(msg)
 
-    def stream(self, requests, on_reply, on_event=None, stop=None) -> tuple[int, bool]:
+    def stream(self, requests, on_reply, on_event=None, stop=None, window=PIPELINE_WINDOW) -> tuple[int, bool]:
         """Pipeline many (plugin, verb, args, check) requests; on_reply(index, result_or_error).
         Ctrl-C (or `stop` set) stops the sending; the replies to what was sent are still read,
         so every request is known done or not. A second Ctrl-C aborts at once.
@@ -118,7 +118,7 @@ class Session:
             with self.lock:
                 pending, sent = {}, 0
                 while True:
-                    while not stop.is_set() and sent < len(requests) and len(pending) < PIPELINE_WINDOW:
+                    while not stop.is_set() and sent < len(requests) and len(pending) < window:
                         plugin, verb, args, check = requests[sent]
                         self.next_id += 1
                         pending[self.next_id] = sent

@@ -152,26 +152,33 @@ def _what(row: Row, clubrep: bool) -> str:
     return " and ".join(parts + (["unlock"] if row.expire is not None else []))
 
 
+BATCH = 200  # rows a request; two requests in flight keep the helper busy and a stop prompt
+
+
 def _apply(run, todo: list[Row], clubrep: bool) -> bool:
-    """Stream the rows; returns whether it stopped early (Ctrl-C, lost connection)."""
+    """Stream the rows in batches; returns whether it stopped early (Ctrl-C, lost connection)."""
     session = run.pool.for_role("ldap")
-    requests = [("members", "renew_terms", {"uid": r.uid, "term": r.new, "clubrep": clubrep, "exact": True,
-                                            "expire": r.expire}, False) for r in todo]
+    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
+    requests = [("members", "renew_rows", {"uids": [r.uid for r in b], "adds": [" ".join(r.new) for r in b],
+                                           "expires": [-1 if r.expire is None else r.expire for r in b],
+                                           "clubrep": clubrep}, False) for b in batches]
     progress = _Progress(len(todo), run.output)
 
-    def on_reply(i, outcome):
-        row = todo[i]
-        if isinstance(outcome, CeoError):
-            row.outcome, row.message = "failed", outcome.message
-        else:
-            row.outcome = "done" if outcome.get("changed", True) else "unchanged"
-            row.message = _what(row, clubrep) if row.outcome == "done" else "already there"
+    def on_event(_session, event, index):
+        row = batches[index][event["row"]]
+        row.outcome, row.message = event["status"], event.get("message", "")
         progress.row(row)
+
+    def on_reply(index, outcome):
+        if isinstance(outcome, CeoError):  # the whole batch was refused
+            for row in batches[index]:
+                row.outcome, row.message = "failed", outcome.message
+                progress.row(row)
     try:
-        sent, stopped = session.stream(requests, on_reply)
-    except CeoError as err:  # the session broke: what was sent but not answered is unknown
+        sent, stopped = session.stream(requests, on_reply, on_event, window=2)
+    except CeoError as err:  # the session broke: rows sent but not answered may or may not be done
         for row in todo:
-            if row.outcome == "not attempted" and row is not None:
+            if row.outcome == "not attempted":
                 row.message = f"connection lost ({err.message}); run the same command again"
         stopped = True
     finally:

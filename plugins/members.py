@@ -435,40 +435,83 @@ def lookup(ctx, uids):
     return found
 
 
-class _Stale(Exception):
-    """The entry changed since the client read it."""
+@plugin.verb("renew_rows", "Step: renew a batch of rows read by the client, LDAP writes pipelined (--csv)",
+             role="ldap", allow=STAFF, mutating=True, hidden=True, audit_rows=True, params=[
+                 Uid("uids", multiple=True, required=True),
+                 Str("adds", "per row: the terms to add, space-separated", multiple=True,
+                     pattern=r"([wsf][0-9]{4}( [wsf][0-9]{4}){0,11})?", describe="terms like 'w2027 s2027'"),
+                 Int("expires", "per row: the shadowExpire the client read, -1 for none", multiple=True, min=-1),
+                 Clubrep])
+def renew_rows(ctx, uids, adds, expires, clubrep):
+    """Each row is one modify, exactly as the client planned it from what it read; all of a
+    batch's modifies are in flight at once. A row whose entry changed since (a term already
+    there, no lock to remove) is redone the careful way; each row gets one event and, if it
+    changed something, one audit record."""
+    import ldap3
+    from ceo.directory import connect
+    if not len(uids) == len(adds) == len(expires) or len(uids) > 1000:
+        raise BadInput("uids, adds and expires must be parallel lists of at most 1,000 rows")
+    attr = "nonMemberTerm" if clubrep else "term"
+    conn = ctx.service("ldap-pipelined", lambda: connect(ctx.config, ctx.host, lambda: ctx.session.drop("ldap-pipelined"),
+                                                         pipelined=True))
+    rows = []
+    for uid, add_, expire in zip(uids, adds, expires):
+        change = {attr: [(ldap3.MODIFY_ADD, add_.split())]} if add_ else {}
+        if expire >= 0:
+            change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
+        rows.append((uid, add_.split(), expire >= 0, conn.modify(_dn(ctx, uid), change)))
+    outcomes, broken = [], None
+    for i, (uid, new, unlock, msgid) in enumerate(rows):
+        row = {"uid": uid, "term": new, "clubrep": clubrep}
+        try:
+            result = conn.response(msgid) if not broken else {"result": -1, "description": broken}
+            code = result["result"]
+        except ServiceUnavailable as exc:  # the connection went: this row may or may not be done
+            broken = f"{exc.message}; run the same file again"
+            code, result = -1, {"description": broken}
+        if code in (16, 20):  # the entry changed since the client read it
+            try:
+                careful = renew_terms(_Quiet(ctx), uid, None, new, clubrep)
+                status = "done" if careful["changed"] else "unchanged"
+                message = _renewed(careful["added"], careful["unlocked"], clubrep) if careful["changed"] \
+                    else "already there"
+            except CeoError as err:
+                status, message = "failed", err.message
+        elif code == 0:
+            status, message = "done", _renewed(new, unlock, clubrep)
+        else:
+            status, message = "failed", f"LDAP: {result.get('description')}"
+        if status != "unchanged":
+            ctx.audit(row, status if status == "failed" else "done", message if status == "failed" else None)
+        ctx.emit({"row": i, "status": status, "message": message})
+        outcomes.append({"uid": uid, "status": status, "message": message})
+    return {"rows": outcomes}
+
+
+class _Quiet:
+    """A context for a nested careful renewal: its steps are done, not announced (the batch
+    reports the row itself)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self.check = False
+        self.steps = type(ctx.steps)(lambda event: None, False)
+
+    def step(self, *args, **kw):
+        return self.steps.run(*args, **kw)
+
+    def emit(self, event):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
 
 
 @plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=STAFF, mutating=True, check=True,
-             hidden=True, params=[Uid("uid", positional=True), TermsCount, Terms, Clubrep,
-                                  Flag("exact", "batch: `term` is exactly what to add, as the client read it", cli=False),
-                                  Int("expire", "batch: the shadowExpire the client read", min=0, cli=False)])
-def renew_terms(ctx, uid, terms, term, clubrep, exact, expire):
+             hidden=True, params=[Uid("uid", positional=True), TermsCount, Terms, Clubrep])
+def renew_terms(ctx, uid, terms, term, clubrep):
     import ldap3
     _terms_choice(terms, term)
-    attr = "nonMemberTerm" if clubrep else "term"
-    if exact and not ctx.check:
-        # A batch already read every entry: one modify per row, no search. If the entry
-        # changed meanwhile (a value exists, or no lock to remove) the modify fails whole and
-        # the row is done the careful way below.
-        conn, dn = ctx.ldap(), _dn(ctx, uid)
-        change = {attr: [(ldap3.MODIFY_ADD, list(term))]} if term else {}
-        undo = {attr: [(ldap3.MODIFY_DELETE, list(term))]} if term else {}
-        if expire is not None:
-            change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
-            undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, [str(expire)])]
-
-        def modify():
-            if not conn.modify(dn, change):
-                if conn.result["result"] in (16, 20):  # noSuchAttribute, attributeOrValueExists
-                    raise _Stale
-                _ldap_ok(ctx, False, f"renewing {uid}")
-        try:
-            ctx.step("terms", modify, lambda: conn.modify(dn, undo), passthrough=(_Stale,),
-                     describe=f"{uid}: " + _renewed(term, expire is not None, clubrep))
-            return {"uid": uid, "added": list(term), "unlocked": expire is not None, "changed": True}
-        except _Stale:
-            pass
     entry = _user(ctx, uid)
     attr = "nonMemberTerm" if clubrep else "term"
     have = set(entry.get(attr, []))

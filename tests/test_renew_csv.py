@@ -97,7 +97,8 @@ def test_two_hundred_rows_then_again(cluster, two_hundred, tmp_path):
     path = write_csv(tmp_path / "renewals.csv", rows)
     before = state(cluster, set(two_hundred))
     receipt = tmp_path / "receipt.csv"
-    audit_before = len((cluster.state / "audit.jsonl").read_text().splitlines())
+    audit = cluster.state / "audit.jsonl"
+    audit_before = len(audit.read_text().splitlines()) if audit.exists() else 0
 
     proc = renew(cluster, path, "--receipt", str(receipt), "--json")
     assert proc.returncode == 0, proc.stderr
