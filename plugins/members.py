@@ -27,7 +27,9 @@ REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password
 Address = Str("forwarding_address", "an address to forward mail to (repeatable)", multiple=True, metavar="ADDR",
               pattern=r"[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+",
               describe="an email address")
-TermsCount = Int("terms", "how many terms, starting at the current one (default 1)", min=1, max=12)
+TermsCount = Int("terms", "how many terms (default 1)", min=1, max=12)
+NewTerms = Int("terms", "how many terms, from the current one (default 1)", min=1, max=12)
+MoreTerms = Int("terms", "how many terms, from the next unregistered one (default 1)", min=1, max=12)
 Terms = Term("term", "exact terms (repeatable), e.g. --term w2027 s2027", multiple=True)
 Clubrep = Flag("clubrep", "a club rep: nonMemberTerm instead of term; no welcome, no csc-general")
 
@@ -39,7 +41,7 @@ Clubrep = Flag("clubrep", "a club rep: nonMemberTerm instead of term; no welcome
                       Uid("uid", "the new account's user name", positional=True),
                       Str("cn", "full name", required=True, max_length=256),
                       Str("given_name", "given name", max_length=128), Str("sn", "surname", max_length=128),
-                      Str("program", "academic program", max_length=256), TermsCount, Terms, Clubrep,
+                      Str("program", "academic program", max_length=256), NewTerms, Terms, Clubrep,
                       Address, Flag("no_welcome", "do not send the welcome email"),
                       Flag("no_subscribe", "do not subscribe to csc-general")])
 def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_address, no_welcome,
@@ -159,7 +161,7 @@ def modify(run, uid, login_shell, forwarding_address, no_forwarding):
 
 @plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
                   "--csv FILE renews many", check=True, render=lambda c, r: _render_renewals(c, r), params=[
-                      Uid("uid", "the member (or --csv)", positional=True, required=False), TermsCount, Terms,
+                      Uid("uid", "the member (or --csv)", positional=True, required=False), MoreTerms, Terms,
                       Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
                                    "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
                                    metavar="FILE", max_length=4096),

@@ -120,6 +120,8 @@ def main(argv=None) -> int:
     except subprocess.CalledProcessError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `sandbox/ctl up | head -1`
+        return 0
 
 
 if __name__ == "__main__":
