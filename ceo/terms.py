@@ -6,7 +6,6 @@ ordering, adding and ranges are exact and never depend on string comparison.
 
 from __future__ import annotations
 
-import datetime
 import re
 
 SEASONS = "wsf"
@@ -50,15 +49,19 @@ def interval(start: str, count: int) -> list[str]:
     return [from_ordinal(base + i) for i in range(count)]
 
 
-def of_date(day: datetime.date) -> str:
+def of_date(day) -> str:
     return f"{SEASONS[(day.month - 1) // 4]}{day.year:04d}"
 
 
-def current(today: datetime.date | None = None) -> str:
-    return of_date(today or datetime.date.today())
+def current(today=None) -> str:
+    """The term of `today` (a date; default: the local date)."""
+    if today is None:
+        import datetime  # here: `ceo --help` imports this module and need not pay for datetime
+        today = datetime.date.today()
+    return of_date(today)
 
 
-def next_unregistered(registered, today: datetime.date | None = None) -> str:
+def next_unregistered(registered, today=None) -> str:
     """The later of the current term and the term after the last registered one."""
     now = current(today)
     registered = list(registered or ())  # any iterable: an empty generator is truthy

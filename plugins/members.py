@@ -10,8 +10,6 @@ those steps, each undone by its own helper if a later step fails.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import stat
 import time
 
@@ -303,6 +301,7 @@ def password(ctx, uid):
              mutating=True, check=True, hidden=True,
              params=[Uid("uid", positional=True), Int("uid_number", min=1, max=2**31 - 1), Address])
 def home(ctx, uid, uid_number, forwarding_address):
+    import shutil
     base = ctx.config.get("homes", "base", "/users")
     skel = ctx.config.get("homes", "skeleton", os.path.join(base, "skel"))
     path = os.path.join(base, uid)
@@ -554,7 +553,7 @@ def remove_home(ctx, uid):
     if not os.path.lexists(path):
         ctx.emit({"step": "home", "status": "unchanged", "message": f"{path} does not exist"})
         return {"changed": False}
-    dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
+    dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}")
     if ctx.check:
         ctx.step("home", None, describe=f"{'move' if mode == 'archive' else 'remove'} {path}"
                  + (f" to {dest}" if mode == "archive" else ""))
@@ -570,6 +569,7 @@ def remove_home(ctx, uid):
              allow=("syscom",), mutating=True, check=True, hidden=True,
              params=[Str("path", required=True, max_length=512)])
 def purge_home(ctx, path):
+    import shutil
     base = ctx.config.get("homes", "base", "/users")
     archive = os.path.realpath(ctx.config.get("homes", "archive_dir", os.path.join(base, ".deleted")))
     real = os.path.realpath(path)
@@ -641,6 +641,7 @@ def _terms_choice(count, explicit):
 
 def _new_password() -> str:
     """16 characters from an unambiguous alphabet: ~95 bits."""
+    import secrets
     alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     return "".join(secrets.choice(alphabet) for _ in range(16))
 
@@ -787,6 +788,7 @@ def _kcall(ctx, fn):
 
 
 def _copy_skeleton(skel: str, path: str, number: int):
+    import shutil
     shutil.copytree(skel, path, symlinks=True)
     for root, dirs, files in os.walk(path):
         for name in [root] + [os.path.join(root, n) for n in dirs + files]:
