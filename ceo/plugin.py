@@ -50,7 +50,7 @@ class Param:
         self.required = positional if required is None else required
         self.multiple = multiple
         self.default = [] if multiple and default is None else default
-        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        self.pattern = pattern  # compiled on first use (re caches it): `ceo --help` never needs it
         self.describe = describe  # what the pattern means, for error messages
         self.choices = choices
         self.secret = secret  # printed as *** in audit records and logs
@@ -79,7 +79,7 @@ class Param:
             raise BadInput(f"{self.name}: {show(value)} contains a control character (newline?)")
         if self.choices and value not in self.choices:
             raise BadInput(f"{self.name}: {show(value)} is not one of {', '.join(self.choices)}")
-        if self.pattern and not self.pattern.fullmatch(value):
+        if self.pattern and not re.fullmatch(self.pattern, value):
             raise BadInput(f"{self.name}: {show(value)} is not {self.describe or 'valid'}")
         return value
 
