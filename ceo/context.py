@@ -65,6 +65,7 @@ class Context:
         self.audit = audit  # audit(args, outcome, error=None): one record (verbs with audit_rows)
         self.steps = Steps(emit, check)
         self.notes: dict = {}  # extra facts for this request's audit record
+        self.args = None  # the request's arguments, once validated
 
     caller = property(lambda self: self.session.caller)
     host = property(lambda self: self.session.host)

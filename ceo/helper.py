@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import pwd
 import socket
 import sys
@@ -60,12 +61,18 @@ class Session:
         """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM."""
         path = os.environ.get("SSH_USER_AUTH")
         if not path:
-            return None
-        try:
-            with open(path) as f:
-                methods = f.read().split("\n")
+            return None  # not through sshd (sudo from a shell on the host): sudo's word stands
+        try:  # as root, in a file the user names: no links, no FIFOs, a few KiB at most
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, pwd.getpwnam(user).pw_uid):
+                raise NotPermitted("the session's authentication record is not sshd's")
+            methods = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
+        finally:
+            os.close(fd)
         for line in methods:
             parts = line.split()
             if len(parts) >= 2 and parts[0].startswith("gssapi"):
@@ -134,8 +141,8 @@ def write_audit(session, verb, args: dict, outcome: str, error=None, request=Non
         audit.record(session.config.get("audit", "file"), caller=session.caller, host=session.host,
                      plugin=verb.plugin.name, verb=verb.name, args={k: _clip(v) for k, v in args.items()},
                      outcome=outcome, error=error, request=request, **notes)
-    except OSError as exc:
-        log(f"cannot write audit record: {exc}")
+    except Exception as exc:  # the request's answer matters more; the log says what was lost
+        log(f"cannot write audit record for {verb.qualname} by {session.caller}: {exc}")
 
 
 class Server:
@@ -184,7 +191,6 @@ class Server:
         ctx = Context(self.session, rid, bool(message.get("check")), emit,
                       lambda args, outcome, error=None, **notes: write_audit(
                           self.session, verb, args, outcome, error, rid, **{**ctx.notes, **notes}))
-        args = message.get("args", {})
         try:
             args = self.resolve(verb, message, ctx)
             result = verb.fn(ctx, **args)
@@ -194,6 +200,11 @@ class Server:
             if stuck:
                 err.details["not_undone"] = stuck
             outcome = "refused" if isinstance(err, (NotPermitted, BadInput)) else "failed"
+            args = ctx.args
+            if args is None:  # refused before its arguments were valid: record only their names
+                raw = message.get("args")
+                declared = {p.name for p in verb.params}
+                args = {k: "(not valid)" for k in (raw if isinstance(raw, dict) else {}) if k in declared}
             self.audit(verb, args, ctx, outcome, err.message)
             self.send({"id": rid, "error": err.to_wire()})
             return
@@ -239,7 +250,7 @@ class Server:
         if verb.role != "any" and verb.role not in self.session.roles:
             raise BadRequest(f"{verb.qualname} runs on the {verb.role} host; this is {self.session.host} "
                              f"({', '.join(self.session.roles) or 'no roles'})")
-        args = verb.validate(message.get("args", {}))
+        args = ctx.args = verb.validate(message.get("args", {}))
         if message.get("check") and verb.mutating and not verb.check:
             raise BadInput(f"{verb.qualname} has no --check mode")
         self.authorize(verb, args, ctx)
@@ -254,7 +265,8 @@ class Server:
         groups = self.session.groups()
         if any(role in groups for role in ("syscom", "office") if role in allow):
             return
-        if "club-member" in allow and args.get(verb.target) in groups:
+        target = args.get(verb.target)
+        if "club-member" in allow and isinstance(target, str) and target in groups:
             return
         if "member" in allow and self.is_member(caller):
             return
@@ -320,7 +332,9 @@ class Server:
             except (BrokenPipeError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # a bug in the helper itself: log it, answer, keep serving
-                self.send({"id": None, "error": self.internal(exc, message).to_wire()})
+                rid = message.get("id")
+                rid = rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
+                self.send({"id": rid, "error": self.internal(exc, message).to_wire()})
 
 
 def _clip(value):
@@ -356,9 +370,12 @@ def main(argv=None) -> int:
     try:
         session = Session()
     except CeoError as exc:
+        if not isinstance(exc, NotPermitted):  # a config problem: details to the log, not to callers
+            log(f"cannot start: {exc.message}")
+            exc = CeoError("the helper is misconfigured on this host (details in its log)")
         out.write(encode({"error": exc.to_wire()}))
         out.flush()
-        return 3 if isinstance(exc, NotPermitted) else 1
+        return exc.exit_code
     except Exception:
         log(traceback.format_exc())
         out.write(encode({"error": CeoError("the helper could not start (details in its log)").to_wire()}))

@@ -128,6 +128,15 @@ def GroupName(name="group", help="a group name", **kw):
                describe="a group name (a lower-case letter, then letters, digits, '_' or '-')", **kw)
 
 
+# An address ceo writes into ~/.forward or hands to Mailman: letters, digits and ._%+- before
+# the @, nothing an MTA would read as a pipe (`|cmd`), a file (`/path`) or an include (`:`).
+EMAIL = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+"
+
+
+def Email(name="address", help="an email address", **kw):
+    return Str(name, help, pattern=EMAIL, metavar=kw.pop("metavar", "ADDR"), describe="an email address", **kw)
+
+
 def Term(name="term", help="a term, e.g. w2027", **kw):
     return Str(name, help, pattern=r"[wsf][0-9]{4}", metavar="TERM",
                describe="a term: w, s or f and a four-digit year, e.g. w2027", **kw)

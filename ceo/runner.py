@@ -100,3 +100,11 @@ def run_verb(run: Run, verb, args: dict, host=None):
         return verb.fn(run, **args)
     except CeoError as err:
         raise run.rollback(err) from None
+    except KeyboardInterrupt:
+        import signal
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the undo finish
+        try:
+            why = "interrupted: the completed steps were undone" if run.done else "interrupted"
+            raise run.rollback(CeoError(why)) from None
+        finally:
+            signal.signal(signal.SIGINT, old)

@@ -99,6 +99,8 @@ class Session:
             self._write(encode({"id": rid, **message}))
             while True:
                 msg = self._read_message(rid)
+                if msg.get("id") is None and "error" in msg:  # the helper could not tell whose
+                    return self._outcome(msg)
                 if msg.get("id") != rid:
                     continue
                 if "event" in msg:
@@ -128,6 +130,8 @@ class Session:
                     if not pending:
                         return sent, sent < len(requests)
                     msg = self._read_message(None)
+                    if msg.get("id") is None and "error" in msg:  # cannot be matched: give up
+                        self._outcome(msg)
                     index = pending.get(msg.get("id"))
                     if index is None:
                         continue
@@ -211,8 +215,12 @@ class ParamikoSession(Session):
             sock.close()
             raise Unreachable(f"cannot reach {self.where()}: {exc.strerror or exc}") from None
         self.client = client
-        self.channel = client.get_transport().open_session(timeout=timeout)
-        self.channel.exec_command(self.host.helper)
+        try:
+            self.channel = client.get_transport().open_session(timeout=timeout)
+            self.channel.exec_command(self.host.helper)
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise Unreachable(f"{self.where()} would not start the helper: {exc}") from None
         self.stdin = self.channel.makefile_stdin("wb")
         self.stdout = self.channel.makefile("rb")
 
@@ -232,7 +240,7 @@ class ParamikoSession(Session):
     def close(self):
         try:
             self.channel.shutdown_write()
-            self.channel.recv_exit_status()
+            self.channel.status_event.wait(10)  # the helper ends on EOF; never wait for ever
         except Exception:
             pass
         self.client.close()

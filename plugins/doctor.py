@@ -95,14 +95,10 @@ def _ldap(ctx):
 
 
 def _kadmin(ctx):
-    import kadmin
-    cfg = ctx.config
-    principal = f"{cfg.get('kerberos', 'admin_principal')}@{cfg.realm}" \
-        if "@" not in cfg.get("kerberos", "admin_principal") else cfg.get("kerberos", "admin_principal")
-    admin = kadmin.KAdmin.with_keytab(kadmin.KAdm5Variant.MitClient, client_name=principal,
-                                      keytab=cfg.get("kerberos", "admin_keytab"))
-    admin.principal_exists(f"K/M@{cfg.realm}")
-    return f"answers {principal}"
+    from ceo import kerberos
+    admin = kerberos.admin(ctx)
+    kerberos.call(ctx, lambda: admin.principal_exists(f"K/M@{ctx.config.realm}"))
+    return f"answers {kerberos.admin_principal(ctx.config)}"
 
 
 def _homes(ctx):

@@ -13,18 +13,17 @@ import os
 import stat
 import time
 
+from ceo import kerberos
 from ceo import terms as T
 from ceo.errors import (NOT_PERMITTED, AlreadyExists, BadInput, CeoError, NotFound, NotPermitted,
                         ServiceUnavailable)
-from ceo.plugin import Flag, Int, Plugin, Str, Term, Uid
+from ceo.plugin import Email, Flag, Int, Plugin, Str, Term, Uid
 
 plugin = Plugin("members", "Members and club reps: add, get, list, modify, renew, pwreset, delete")
 STAFF = ("office", "syscom")
 REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password must be changed
 
-Address = Str("forwarding_address", "an address to forward mail to (repeatable)", multiple=True, metavar="ADDR",
-              pattern=r"[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+",
-              describe="an email address")
+Address = Email("forwarding_address", "an address to forward mail to (repeatable)", multiple=True)
 TermsCount = Int("terms", "how many terms (default 1)", min=1, max=12)
 NewTerms = Int("terms", "how many terms, from the current one (default 1)", min=1, max=12)
 MoreTerms = Int("terms", "how many terms, from the next unregistered one (default 1)", min=1, max=12)
@@ -53,8 +52,7 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
                                               "program": program, "terms": terms, "term": term,
                                               "clubrep": clubrep}, role="ldap", describe=f"LDAP account {uid}")
         secret = run.step("members.principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
-        run.step("members.home", {"uid": uid, "uid_number": account.get("uidNumber"),
-                                  "forwarding_address": forwarding_address},
+        run.step("members.home", {"uid": uid, "forwarding_address": forwarding_address},
                  role="homes", describe=f"home directory of {uid}")
     except CeoError as err:
         err = run.rollback(err)
@@ -231,6 +229,7 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     people, groups = _people(ctx), _groups(ctx)
     if _search(ctx, f"(uid={uid})", ["uid"], base=people) or _search(ctx, f"(cn={uid})", ["cn"], base=groups):
         raise AlreadyExists(f"{uid} already exists")
+    _refuse_system_names(ctx, uid)
     new_terms = list(term) if term else T.interval(T.current(), terms or 1)
     home = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
     attrs = {"cn": cn, "uid": uid, "homeDirectory": home,
@@ -250,11 +249,11 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
         attrs.update(uidNumber=number, gidNumber=number)
         user_dn, group_dn = f"uid={uid},{people}", f"cn={uid},{groups}"
         ctx.step("ldap-user", lambda: _ldap_ok(ctx, conn.add(user_dn, classes, attrs), f"adding {user_dn}"),
-                 lambda: conn.delete(user_dn), describe=f"added LDAP user {uid} (uid number {number}, "
+                 lambda: _ldap_ok(ctx, conn.delete(user_dn), f"removing {user_dn}", gone_ok=True), describe=f"added LDAP user {uid} (uid number {number}, "
                  f"{'club rep ' if clubrep else ''}terms {' '.join(new_terms)})")
     ctx.step("ldap-group", lambda: _ldap_ok(ctx, conn.add(group_dn, ["top", "group", "posixGroup"],
                                                           {"cn": uid, "gidNumber": number}), f"adding {group_dn}"),
-             lambda: conn.delete(group_dn), describe=f"added personal group {uid}")
+             lambda: _ldap_ok(ctx, conn.delete(group_dn), f"removing {group_dn}", gone_ok=True), describe=f"added personal group {uid}")
     return {"uid": uid, "uidNumber": number, "terms": new_terms}
 
 
@@ -266,13 +265,14 @@ def principal(ctx, uid):
         ctx.step("principal", None, describe=f"create principal {name} with a temporary password (must change)")
         return {"principal": name, "password": None}
     import kadmin
-    admin = _kadmin(ctx)
-    if _kcall(ctx, lambda: admin.principal_exists(name)):
+    _member_number(ctx, uid)  # only for an account ceo made: never root@, postgres@, ...
+    admin = kerberos.admin(ctx)
+    if kerberos.call(ctx, lambda: admin.principal_exists(name)):
         raise AlreadyExists(f"principal {name} already exists (remove the orphan with kadmin first)")
     password = _new_password()
-    ctx.step("principal", lambda: _kcall(ctx, lambda: admin.add_principal(
+    ctx.step("principal", lambda: kerberos.call(ctx, lambda: admin.add_principal(
                  name, key=kadmin.NewPrincipalKey.Password(password), attributes=REQUIRES_PWCHANGE)),
-             lambda: _kcall(ctx, lambda: admin.delete_principal(name)),
+             lambda: kerberos.call(ctx, lambda: admin.delete_principal(name)),
              describe=f"created principal {name} (temporary password, must change at first login)")
     return {"principal": name, "password": password}
 
@@ -284,23 +284,27 @@ def password(ctx, uid):
     if ctx.check:
         ctx.step("password", None, describe=f"set a new temporary password on {name} (must change)")
         return {"principal": name, "password": None}
-    admin = _kadmin(ctx)
-    princ = _kcall(ctx, lambda: admin.get_principal(name))
+    _member_number(ctx, uid)  # members only: system principals are changed with kadmin
+    admin = kerberos.admin(ctx)
+    princ = kerberos.call(ctx, lambda: admin.get_principal(name))
     if princ is None:
         raise NotFound(f"no principal {name}")
     new = _new_password()
 
-    def reset():
-        _kcall(ctx, lambda: admin.principal_change_password(name, new))
-        _kcall(ctx, lambda: princ.modify(admin, attributes=princ.attributes | REQUIRES_PWCHANGE))
-    ctx.step("password", reset, describe=f"set a new temporary password on {name} (must change at next login)")
+    # The password first (a change clears the must-change flag), then the flag. Once the
+    # password has changed it is returned whatever happens next: never one nobody was shown.
+    ctx.step("password", lambda: kerberos.call(ctx, lambda: admin.principal_change_password(name, new)),
+             describe=f"set a new temporary password on {name}")
+    ctx.step("must-change", lambda: kerberos.call(ctx, lambda: princ.modify(
+        admin, attributes=princ.attributes | REQUIRES_PWCHANGE)), best_effort=True,
+             describe="required a change at next login")
     return {"principal": name, "password": new}
 
 
 @plugin.verb("home", "Step: the home directory from the skeleton, and .forward", role="homes", allow=STAFF,
              mutating=True, check=True, hidden=True,
-             params=[Uid("uid", positional=True), Int("uid_number", min=1, max=2**31 - 1), Address])
-def home(ctx, uid, uid_number, forwarding_address):
+             params=[Uid("uid", positional=True), Address])
+def home(ctx, uid, forwarding_address):
     import shutil
     base = ctx.config.get("homes", "base", "/users")
     skel = ctx.config.get("homes", "skeleton", os.path.join(base, "skel"))
@@ -312,8 +316,7 @@ def home(ctx, uid, uid_number, forwarding_address):
         if forwarding_address:
             ctx.step("forward", None, describe=f"write {path}/.forward: {', '.join(forwarding_address)}")
         return {"home": path}
-    if uid_number is None:
-        raise BadInput("uid_number is needed to make a home directory")
+    uid_number = _member_number(ctx, uid)  # from LDAP, never from the client
     ctx.step("home", lambda: _copy_skeleton(skel, path, uid_number), lambda: shutil.rmtree(path),
              describe=f"made {path} from {skel}")
     if forwarding_address:
@@ -379,7 +382,7 @@ def info(ctx, uid):
 @plugin.verb("forwarding", "Step: a member's forwarding addresses", role="homes", hidden=True,
              allow=("self", "office", "syscom"), params=[Uid("uid", positional=True)])
 def forwarding(ctx, uid):
-    text = _read_forward(os.path.join(ctx.config.get("homes", "base", "/users"), uid, ".forward"))
+    text = _read_forward(os.path.join(_home_of(ctx, uid), ".forward"))
     return {"addresses": [line.strip() for line in (text or "").splitlines() if line.strip()]}
 
 
@@ -399,7 +402,8 @@ def set_shell(ctx, uid, shell):
     conn, dn = ctx.ldap(), _dn(ctx, uid)
     ctx.step("shell", lambda: _ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [shell])]}),
                                        "changing the shell"),
-             lambda: conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}),
+             lambda: _ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}),
+                              f"restoring the shell of {uid}"),
              describe=f"login shell: {old} -> {shell}")
     return {"changed": True}
 
@@ -408,14 +412,13 @@ def set_shell(ctx, uid, shell):
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True), Address])
 def set_forwarding(ctx, uid, forwarding_address):
     _guard_syscom_member(ctx, uid, "forwarding")
-    entry = _user(ctx, uid)
-    path = os.path.join(_first(entry, "homeDirectory"), ".forward")
+    number = _member_number(ctx, uid)
+    path = os.path.join(_home_of(ctx, uid, number), ".forward")
     old = _read_forward(path)
     new = "".join(f"{a}\n" for a in forwarding_address) or None
     if old == new:
         ctx.emit({"step": "forward", "status": "unchanged", "message": "forwarding unchanged"})
         return {"changed": False}
-    number = int(_first(entry, "uidNumber"))
     describe = (f"forwarding: {', '.join(forwarding_address)}" if forwarding_address else "removed forwarding")
     ctx.step("forward", lambda: _write_forward(os.path.dirname(path), forwarding_address, number),
              lambda: _restore(path, old, number), describe=describe)
@@ -472,10 +475,14 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
             code, result = -1, {"description": broken}
         if code in (16, 20):  # the entry changed since the client read it
             try:
+                if not new:  # only an unlock was asked, and someone already did it
+                    raise _AlreadyDone
                 careful = renew_terms(_Quiet(ctx), uid, None, new, clubrep)
                 status = "done" if careful["changed"] else "unchanged"
                 message = _renewed(careful["added"], careful["unlocked"], clubrep) if careful["changed"] \
                     else "already there"
+            except _AlreadyDone:
+                status, message = "unchanged", "already unlocked"
             except CeoError as err:
                 status, message = "failed", err.message
         elif code == 0:
@@ -483,10 +490,15 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
         else:
             status, message = "failed", f"LDAP: {result.get('description')}"
         if status != "unchanged":
-            ctx.audit(row, status if status == "failed" else "done", message if status == "failed" else None)
+            ctx.audit({**row, "unlock": unlock}, status if status == "failed" else "done",
+                      message if status == "failed" else None)
         ctx.emit({"row": i, "status": status, "message": message})
         outcomes.append({"uid": uid, "status": status, "message": message})
     return {"rows": outcomes}
+
+
+class _AlreadyDone(Exception):
+    pass
 
 
 class _Quiet:
@@ -534,7 +546,8 @@ def renew_terms(ctx, uid, terms, term, clubrep):
         undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, entry["shadowExpire"])]
     conn, dn = ctx.ldap(), _dn(ctx, uid)
     ctx.step("terms", lambda: _ldap_ok(ctx, conn.modify(dn, change), f"renewing {uid}"),
-             lambda: conn.modify(dn, undo), describe=f"{uid}: " + _renewed(new, locked, clubrep))
+             lambda: _ldap_ok(ctx, conn.modify(dn, undo), f"undoing the renewal of {uid}"),
+             describe=f"{uid}: " + _renewed(new, locked, clubrep))
     return {**result, "changed": True}
 
 
@@ -591,13 +604,13 @@ def remove_ldap(ctx, uid):
     for gdn in memberships:
         ctx.step("membership", lambda g=gdn: _ldap_ok(ctx, conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_DELETE, [dn])]}),
                                                       f"leaving {g}"),
-                 lambda g=gdn: conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_ADD, [dn])]}),
+                 lambda g=gdn: _ldap_ok(ctx, conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_ADD, [dn])]}), f"rejoining {g}"),
                  describe=f"removed {uid} from {gdn.split(',')[0][3:]}")
     if group:
         ctx.step("group", lambda: _ldap_ok(ctx, conn.delete(group_dn), f"deleting {group_dn}"),
-                 lambda: conn.add(group_dn, attributes=_readd(group[0])), describe=f"deleted group {uid}")
+                 lambda: _ldap_ok(ctx, conn.add(group_dn, attributes=_readd(group[0])), f"restoring {group_dn}"), describe=f"deleted group {uid}")
     ctx.step("user", lambda: _ldap_ok(ctx, conn.delete(dn), f"deleting {dn}"),
-             lambda: conn.add(dn, attributes=_readd(user)), describe=f"deleted LDAP user {uid}")
+             lambda: _ldap_ok(ctx, conn.add(dn, attributes=_readd(user)), f"restoring {dn}"), describe=f"deleted LDAP user {uid}")
     return {}
 
 
@@ -605,11 +618,11 @@ def remove_ldap(ctx, uid):
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def remove_principal(ctx, uid):
     name = f"{uid}@{ctx.config.realm}"
-    admin = _kadmin(ctx)
-    if not _kcall(ctx, lambda: admin.principal_exists(name)):
+    admin = kerberos.admin(ctx)
+    if not kerberos.call(ctx, lambda: admin.principal_exists(name)):
         ctx.emit({"step": "principal", "status": "unchanged", "message": f"no principal {name}"})
         return {"changed": False}
-    ctx.step("principal", (lambda: _kcall(ctx, lambda: admin.delete_principal(name))) if not ctx.check else None,
+    ctx.step("principal", (lambda: kerberos.call(ctx, lambda: admin.delete_principal(name))) if not ctx.check else None,
              describe=f"deleted principal {name}")
     return {}
 
@@ -692,6 +705,51 @@ def _locked(entry) -> bool:
     return bool(expire) and int(expire[0]) <= int(time.time() // 86400)
 
 
+RESERVED = ("root admin administrator postmaster abuse hostmaster webmaster www mail ceo exec syscom office "
+            "staff skel nobody sudo adm wheel operator")
+
+
+def _refuse_system_names(ctx, uid):
+    """A member may not take a name the system or the mail already uses: a personal group
+    called `sudo` or `adm` would be a group the hosts grant rights to."""
+    import grp
+    import pwd
+    reserved = set(ctx.config.getlist("members", "reserved", RESERVED))
+    for known, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
+        try:
+            lookup(uid)
+        except KeyError:
+            continue
+        raise AlreadyExists(f"{uid} is already a {known} on {ctx.host}")
+    if uid in reserved:
+        raise BadInput(f"{uid} is a reserved name")
+
+
+def _member_number(ctx, uid) -> int:
+    """The uid number of an account ceo manages: an LDAP member in the member range."""
+    entry = _search(ctx, "(&(objectClass=member)(objectClass=posixAccount))", ["uidNumber"],
+                    base=_dn(ctx, uid), scope="BASE")
+    low = int(ctx.config.get("members", "uid_min", "20001"))
+    high = int(ctx.config.get("members", "uid_max", "29999"))
+    number = int(entry[0]["uidNumber"][0]) if entry and entry[0].get("uidNumber") else None
+    if number is None or not low <= number <= high:
+        raise NotPermitted(f"{uid} is not a member account ceo manages")
+    return number
+
+
+def _home_of(ctx, uid, number: int | None = None) -> str:
+    """base/uid, if it is a real directory (not a link) owned by the member."""
+    path = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
+    number = _member_number(ctx, uid) if number is None else number
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise NotFound(f"{uid} has no home directory {path}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != number:
+        raise BadInput(f"{path} is not {uid}'s own directory; ask syscom to look at it")
+    return path
+
+
 def _guard_syscom_member(ctx, uid, what):
     """A syscom member's account is changed only by themself or by syscom."""
     if uid != ctx.caller and "syscom" not in ctx.groups and _in_group(ctx, uid, "syscom"):
@@ -706,9 +764,13 @@ def _readd(entry) -> dict:
     return {k: v for k, v in entry.items() if k != "dn"}
 
 
-def _ldap_ok(ctx, ok, what):
+def _ldap_ok(ctx, ok, what, gone_ok=False):
+    """Raise, naming what failed, unless the LDAP operation succeeded (or, for an undo that
+    removes something, it was already gone)."""
     if not ok:
         result = ctx.ldap().result
+        if gone_ok and result.get("result") == 32:
+            return
         if result.get("result") == 68:
             raise AlreadyExists(f"{what}: already exists")
         if result.get("result") == 32:
@@ -763,37 +825,23 @@ def _free_number(ctx) -> int:
     raise ServiceUnavailable(f"no free uid number left in {low}-{high}")
 
 
-def _kadmin(ctx):
-    def open_admin():
-        import kadmin
-        cfg = ctx.config
-        who = cfg.get("kerberos", "admin_principal")
-        who = who if "@" in who else f"{who}@{cfg.realm}"
-        return _kcall(ctx, lambda: kadmin.KAdmin.with_keytab(kadmin.KAdm5Variant.MitClient, client_name=who,
-                                                             keytab=cfg.get("kerberos", "admin_keytab")))
-    return ctx.service("kadmin", open_admin)
-
-
-def _kcall(ctx, fn):
-    """kadmin failures as one line naming the service (never a password: none is in them)."""
-    try:
-        return fn()
-    except Exception as exc:
-        if type(exc).__module__.startswith(("kadmin", "exceptions")) or "KAdmin" in type(exc).__name__:
-            text = str(exc).splitlines()[0].replace("KAdmin error: ", "")
-            if "already exists" in text:
-                raise AlreadyExists(text) from None
-            raise ServiceUnavailable(f"kadmind for {ctx.config.realm} failed: {text}") from None
-        raise
-
-
 def _copy_skeleton(skel: str, path: str, number: int):
+    """Copy and chown in a root-only staging directory, then rename into place: the member
+    never owns anything under construction, so no link swapped in mid-walk can redirect a
+    chown made as root."""
     import shutil
-    shutil.copytree(skel, path, symlinks=True)
-    for root, dirs, files in os.walk(path):
-        for name in [root] + [os.path.join(root, n) for n in dirs + files]:
-            os.lchown(name, number, number)
-    os.chmod(path, 0o755)
+    import tempfile
+    staging = tempfile.mkdtemp(prefix=".ceo-new-", dir=os.path.dirname(path))  # 0700, root
+    try:
+        new = os.path.join(staging, "home")
+        shutil.copytree(skel, new, symlinks=True)
+        for root, dirs, files in os.walk(new):
+            for name in [root] + [os.path.join(root, n) for n in dirs + files]:
+                os.lchown(name, number, number)
+        os.chmod(new, 0o755)
+        os.rename(new, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read_forward(path: str) -> str | None:

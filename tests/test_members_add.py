@@ -235,3 +235,33 @@ def test_members_cannot_add(cluster, ldap):
     proc = ceo(cluster, "regular1", "add", uid, "--cn", "Sneaky")
     assert proc.returncode == 3 and "needs office or syscom" in proc.stderr
     assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None
+
+
+# --- what office staff cannot do through the step verbs (found in review) -------------------
+
+@pytest.mark.parametrize("address", ["|/tmp/ceo-pwn@example.org", "/tmp/x@example.org", ":include:/etc/x@a.org",
+                                     '"x y"@example.org'])
+def test_forwarding_is_an_address_never_a_pipe_or_file(cluster, address):
+    proc = ceo(cluster, "ofstaff", "add", uid_(), "--cn", "X", "--forwarding-address", address)
+    assert proc.returncode == 2 and "is not an email address" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["root", "postgres", "ceod"])
+def test_no_principal_for_a_system_account(cluster, name):
+    proc = ceo(cluster, "ofstaff", "principal", name)
+    assert proc.returncode == 3 and "not a member account ceo manages" in proc.stderr
+    if name != "ceod":
+        assert principal(name) is None
+
+
+@pytest.mark.parametrize("name, why", [("sudo", "already a group"), ("adm", "adm already exists"),
+                                       ("postgres", "already a user"), ("postmaster", "reserved name")])
+def test_system_names_cannot_become_members(cluster, ldap, name, why):
+    proc = ceo(cluster, "ofstaff", "add", name, "--cn", "Sneaky")
+    assert proc.returncode == 2 and why in proc.stderr
+    assert entry(ldap, f"uid={name},ou=People,{BASE}") is None
+
+
+def test_home_step_only_for_member_accounts(cluster):
+    proc = ceo(cluster, "ofstaff", "home", "newname")
+    assert proc.returncode in (2, 3) and not os.path.exists("/users/newname")

@@ -616,7 +616,7 @@ VERBS = {  # verb -> the other arguments it needs, so that only the uid is wrong
     "add": ["--cn", "X"], "get": [], "modify": ["--login-shell", "/bin/sh"], "renew": [], "pwreset": [],
     "delete": ["--yes"],
     # the hidden steps, runnable from the command line too
-    "create": ["--cn", "X"], "principal": [], "password": [], "home": ["--uid-number", "20999"],
+    "create": ["--cn", "X"], "principal": [], "password": [], "home": [],
     "welcome": ["--cn", "X"], "announce": ["--cn", "X", "--kind", "member"], "info": [], "forwarding": [],
     "set_shell": ["--shell", "/bin/sh"], "set_forwarding": ["--forwarding-address", "x@example.org"],
     "renew_terms": [], "remove_home": [], "remove_ldap": [], "remove_principal": [],
