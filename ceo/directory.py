@@ -55,8 +55,9 @@ class Guarded:
             self._on_broken()
             raise ServiceUnavailable(f"LDAP ({self._where}) went away")
 
-    def paged(self, base, flt, attributes, scope="SUBTREE", page=1000):
-        """Every entry of a search, page by page (no server size limit surprises)."""
+    def entries(self, base, flt, attributes, scope="SUBTREE", page=1000) -> list[dict]:
+        """Every entry of a search, paged (no size-limit surprises), as {attr: [values], "dn": dn};
+        a base that does not exist has no entries."""
         import ldap3
         cookie, out = None, []
         scope = {"SUBTREE": ldap3.SUBTREE, "BASE": ldap3.BASE, "LEVEL": ldap3.LEVEL}[scope]
@@ -64,7 +65,12 @@ class Guarded:
             self.search(base, flt, search_scope=scope, attributes=attributes, paged_size=page, paged_cookie=cookie)
             if self._conn.result["result"] not in (0, 32):
                 raise ServiceUnavailable(f"LDAP search failed ({self._where}): {self._conn.result['description']}")
-            out += [r for r in self._conn.response or [] if r.get("type") == "searchResEntry"]
+            for r in self._conn.response or []:
+                if r.get("type") == "searchResEntry":
+                    record = {k: (v if isinstance(v, list) else [v]) for k, v in r["attributes"].items()
+                              if v not in ([], None)}
+                    record["dn"] = r["dn"]
+                    out.append(record)
             cookie = self._conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {}).get("value", {}).get("cookie")
             if not cookie:
                 return out
@@ -117,10 +123,11 @@ def user_dn(config, uid: str) -> str:
     return f"uid={uid},{people_dn(config)}"
 
 
-def groups_of(conn, config, uid: str) -> set[str]:
+def escape(value: str) -> str:
     from ldap3.utils.conv import escape_filter_chars
-    ok = conn.search(groups_dn(config), f"(uniqueMember={escape_filter_chars(user_dn(config, uid))})",
-                     attributes=["cn"])
-    if not ok and conn.result["result"] != 0:
-        raise ServiceUnavailable(f"LDAP search failed: {conn.result['description']}")
-    return {e.cn.value for e in conn.entries}
+    return escape_filter_chars(value)
+
+
+def groups_of(conn, config, uid: str) -> set[str]:
+    return {e["cn"][0] for e in conn.entries(groups_dn(config), f"(uniqueMember={escape(user_dn(config, uid))})",
+                                             ["cn"])}

@@ -284,10 +284,8 @@ class Server:
     def is_member(self, uid: str) -> bool:
         from . import terms
         from .directory import user_dn
-        conn = self.session.ldap()
-        now = terms.current()
-        return conn.search(user_dn(self.session.config, uid), f"(term={now})",
-                           search_scope="BASE", attributes=["uid"]) and bool(conn.entries)
+        return bool(self.session.ldap().entries(user_dn(self.session.config, uid), f"(term={terms.current()})",
+                                                ["uid"], "BASE"))
 
     def audit(self, verb, args, ctx, outcome, error=None):
         if not verb.mutating or ctx.check or verb.audit_rows:

@@ -193,12 +193,9 @@ def _address(ctx, who: str) -> tuple[str, str | None]:
         local, domain = who.rsplit("@", 1)
         return f"{local}@{domain.lower()}", None
     from ceo.directory import user_dn
-    conn = ctx.ldap()
-    if not conn.search(user_dn(ctx.config, who), "(objectClass=posixAccount)", search_scope="BASE",
-                       attributes=["cn"]) or not conn.entries:
-        if conn.result["result"] not in (0, 32):
-            raise ServiceUnavailable(f"LDAP lookup of {who} failed: {conn.result['description']}")
+    found = ctx.ldap().entries(user_dn(ctx.config, who), "(objectClass=posixAccount)", ["cn"], "BASE")
+    if not found:
         raise NotFound(f"no user {who!r}")
-    return f"{who}@{_domain(ctx)}", conn.entries[0].cn.value
+    return f"{who}@{_domain(ctx)}", found[0].get("cn", [None])[0]
 
 

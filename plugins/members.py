@@ -13,7 +13,7 @@ import os
 import stat
 import time
 
-from ceo import kerberos
+from ceo import directory, kerberos
 from ceo import terms as T
 from ceo.errors import (NOT_PERMITTED, AlreadyExists, BadInput, CeoError, NotFound, NotPermitted,
                         ServiceUnavailable)
@@ -24,9 +24,8 @@ STAFF = ("office", "syscom")
 REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password must be changed
 
 Address = Email("forwarding_address", "an address to forward mail to (repeatable)", multiple=True)
-TermsCount = Int("terms", "how many terms (default 1)", min=1, max=12)
-NewTerms = Int("terms", "how many terms, from the current one (default 1)", min=1, max=12)
-MoreTerms = Int("terms", "how many terms, from the next unregistered one (default 1)", min=1, max=12)
+def Count(help="how many terms (default 1)"):
+    return Int("terms", help, min=1, max=12)
 Terms = Term("term", "exact terms (repeatable), e.g. --term w2027 s2027", multiple=True)
 Clubrep = Flag("clubrep", "a club rep: nonMemberTerm instead of term; no welcome, no csc-general")
 
@@ -38,7 +37,7 @@ Clubrep = Flag("clubrep", "a club rep: nonMemberTerm instead of term; no welcome
                       Uid("uid", "the new account's user name", positional=True),
                       Str("cn", "full name", required=True, max_length=256),
                       Str("given_name", "given name", max_length=128), Str("sn", "surname", max_length=128),
-                      Str("program", "academic program", max_length=256), NewTerms, Terms, Clubrep,
+                      Str("program", "academic program", max_length=256), Count("how many terms, from the current one (default 1)"), Terms, Clubrep,
                       Address, Flag("no_welcome", "do not send the welcome email"),
                       Flag("no_subscribe", "do not subscribe to csc-general")])
 def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_address, no_welcome,
@@ -157,7 +156,7 @@ def modify(run, uid, login_shell, forwarding_address, no_forwarding):
 
 @plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
                   "--csv FILE renews many", check=True, render=lambda c, r: _render_renewals(c, r), params=[
-                      Uid("uid", "the member (or --csv)", positional=True, required=False), MoreTerms, Terms,
+                      Uid("uid", "the member (or --csv)", positional=True, required=False), Count("how many terms, from the next unregistered one (default 1)"), Terms,
                       Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
                                    "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
                                    metavar="FILE", max_length=4096),
@@ -222,7 +221,7 @@ def delete(run, uid):
              mutating=True, check=True, hidden=True, params=[
                  Uid("uid", positional=True), Str("cn", required=True, max_length=256),
                  Str("given_name", max_length=128), Str("sn", max_length=128), Str("program", max_length=256),
-                 TermsCount, Terms, Clubrep])
+                 Count(), Terms, Clubrep])
 def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     _terms_choice(terms, term)
     conn = ctx.ldap()
@@ -521,7 +520,7 @@ class _Quiet:
 
 
 @plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=STAFF, mutating=True, check=True,
-             hidden=True, params=[Uid("uid", positional=True), TermsCount, Terms, Clubrep])
+             hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
     import ldap3
     _terms_choice(terms, term)
@@ -660,30 +659,22 @@ def _new_password() -> str:
 
 
 def _people(ctx):
-    return f"ou=People,{ctx.config.get('ldap', 'base')}"
+    return directory.people_dn(ctx.config)
 
 
 def _groups(ctx):
-    return f"ou=Group,{ctx.config.get('ldap', 'base')}"
+    return directory.groups_dn(ctx.config)
 
 
 def _dn(ctx, uid):
-    return f"uid={uid},{_people(ctx)}"
+    return directory.user_dn(ctx.config, uid)
 
 
-def _esc(value):
-    from ldap3.utils.conv import escape_filter_chars
-    return escape_filter_chars(value)
+_esc = directory.escape
 
 
 def _search(ctx, flt, attrs, base=None, scope="SUBTREE"):
-    """Entries as {attr: [values], "dn": dn}; a missing base is no entries."""
-    out = []
-    for e in ctx.ldap().paged(base or _people(ctx), flt, attrs, scope):
-        record = {k: (v if isinstance(v, list) else [v]) for k, v in e["attributes"].items() if v not in ([], None)}
-        record["dn"] = e["dn"]
-        out.append(record)
-    return out
+    return ctx.ldap().entries(base or _people(ctx), flt, attrs, scope)
 
 
 def _user(ctx, uid, all_attrs=False):
@@ -870,24 +861,19 @@ def _write_forward(home: str, addresses, number: int):
             os.unlink(path)
         return
     fd, tmp = tempfile.mkstemp(prefix=".forward.", dir=home)
+    closed = False
     try:
         os.write(fd, "".join(f"{a}\n" for a in addresses).encode())
         os.fchown(fd, number, number)
         os.fchmod(fd, 0o644)
         os.close(fd)
+        closed = True
         os.replace(tmp, path)
     except BaseException:
-        os.close(fd) if _is_open(fd) else None
+        if not closed:
+            os.close(fd)
         os.unlink(tmp)
         raise
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-        return True
-    except OSError:
-        return False
 
 
 def _restore(path: str, old: str | None, number: int):
