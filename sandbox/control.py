@@ -208,6 +208,8 @@ def leftovers() -> list[str]:
     for path in ("/etc/sudoers.d/ceo", "/etc/csc", str(STATE), str(CREATED)):
         if Path(path).exists():
             found.append(f"file {path}")
+    if HOMES.exists() and not CREATED.exists() and not any(HOMES.iterdir()):
+        found.append(f"an empty {HOMES} (a sandbox's mount point?)")
     if "ceo-sandbox" in Path("/proc/mounts").read_text():
         found.append("a sandbox mount in the machine's namespace")
     return found
