@@ -113,7 +113,7 @@ def discover(site_dir: str | None = None, strict: bool = False) -> Registry:
                 spec.loader.exec_module(module)
             else:
                 module = importlib.import_module(target)
-            plugin = getattr(module, "plugin")
+            plugin = module.plugin
             if not isinstance(plugin, Plugin):
                 raise TypeError("its `plugin` is not a ceo.plugin.Plugin")
         except Exception as exc:  # reported by name; the other plugins keep working

@@ -33,7 +33,7 @@ class Run:
     def prepare(self, roles):
         """Open the sessions a plan will need, in parallel, so a late host fails before any step."""
         hosts = {self.inventory.host_for(r).name: self.inventory.host_for(r) for r in roles}
-        for name, outcome in self.pool.open_parallel(hosts.values()).items():
+        for outcome in self.pool.open_parallel(hosts.values()).values():
             if isinstance(outcome, Exception):
                 raise outcome
 

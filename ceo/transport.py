@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import BadInput, NoTicket, NotPermitted, RemoteError, Unreachable, VersionMismatch
-from .protocol import PROTOCOL, client_hello, encode
+from .protocol import client_hello, encode
 
 PIPELINE_WINDOW = 256  # requests in flight at once in a batch
 

@@ -58,8 +58,8 @@ def _render_lists(console, result):
 def list_(ctx):
     client = _client(ctx)
     lists = _call(ctx, lambda: client.lists)
-    return [{"list": m.list_name, "address": m.fqdn_listname, "members": _call(ctx, lambda: m.member_count),
-             "description": _call(ctx, lambda: m.settings.get("description", "")) or ""} for m in lists]
+    return [{"list": m.list_name, "address": m.fqdn_listname, "members": _call(ctx, lambda m=m: m.member_count),
+             "description": _call(ctx, lambda m=m: m.settings.get("description", "")) or ""} for m in lists]
 
 
 def _render_members(console, result):

@@ -45,7 +45,6 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
     _terms_choice(terms, term)
     run.prepare(["ldap", "kerberos", "homes"])
     kind = "clubrep" if clubrep else "member"
-    steps_said = []
     try:
         account = run.step("members.create", {"uid": uid, "cn": cn, "given_name": given_name, "sn": sn,
                                               "program": program, "terms": terms, "term": term,
@@ -458,7 +457,7 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
     conn = ctx.service("ldap-pipelined", lambda: connect(ctx.config, ctx.host, lambda: ctx.session.drop("ldap-pipelined"),
                                                          pipelined=True))
     rows = []
-    for uid, add_, expire in zip(uids, adds, expires):
+    for uid, add_, expire in zip(uids, adds, expires, strict=True):
         change = {attr: [(ldap3.MODIFY_ADD, add_.split())]} if add_ else {}
         if expire >= 0:
             change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]

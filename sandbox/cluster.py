@@ -397,12 +397,12 @@ class Supervisor:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 10
-        for name, proc in procs:
+        for _, proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-        for name, proc in procs:
+        for _, proc in procs:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -75,7 +75,7 @@ def up() -> tuple[int, dict | None]:
     except ValueError:
         proc.wait()
         raise SandboxError(f"the supervisor died during setup; see {STATE / 'supervisor.log'}:\n"
-                           + _tail(STATE / "supervisor.log"))
+                           + _tail(STATE / "supervisor.log")) from None
     if "failed" in result:
         proc.wait()
         log = f"\n--- {result['log']} ---\n{result['tail']}" if result["log"] else ""

@@ -6,7 +6,6 @@ import csv
 import json
 import signal
 import subprocess
-import time
 import uuid
 
 import ldap3
@@ -134,7 +133,7 @@ def test_two_hundred_rows_then_again(cluster, two_hundred, tmp_path):
 
 
 def test_three_bad_rows_apply_nothing(cluster, two_hundred, tmp_path):
-    good = [(uid, f"s2031") for uid in two_hundred[:10]]
+    good = [(uid, "s2031") for uid in two_hundred[:10]]
     rows = good[:3] + [("nosuchmember", "1")] + good[3:6] + [(two_hundred[0], "1")] + good[6:] + [(two_hundred[20], "w20x1")]
     path = write_csv(tmp_path / "bad.csv", rows)
     before = state(cluster, set(two_hundred))
