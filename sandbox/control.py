@@ -19,6 +19,7 @@ PIDFILE = STATE / "supervisor.pid"
 CREATED = STATE.parent / ".sandbox-created"  # mount points `up` made on the machine, for `down`
 CLONE_NEWNS = 0x00020000
 joined = False  # whether this process has moved into a sandbox's namespace
+_machine_ns = None  # an fd on the machine's own mount namespace, kept by join() for down()
 
 
 class SandboxError(Exception):
@@ -102,17 +103,30 @@ def down() -> float | None:
         shutil.rmtree(STATE)
     if CREATED.exists():
         for line in CREATED.read_text().split():
-            try:
-                Path(line).rmdir()
-            except OSError:
-                pass
+            _rmdir_on_machine(line)
         CREATED.unlink()
     return time.monotonic() - t0 if was_up else None
 
 
+def _rmdir_on_machine(path: str):
+    """rmdir in the machine's own mount namespace: a process that joined the sandbox sees the
+    sandbox's mount there (and its contents), not the empty mount point it must remove."""
+    if _machine_ns is None:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+        return
+    subprocess.run(["nsenter", f"--mount=/proc/self/fd/{_machine_ns}", "rmdir", path],
+                   pass_fds=(_machine_ns,), capture_output=True)
+
+
 def join(pid: int):
     """Move this (single-threaded) process into the sandbox's mount namespace."""
+    global _machine_ns
     cwd = os.getcwd()
+    if _machine_ns is None:
+        _machine_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
     try:
