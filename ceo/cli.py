@@ -14,8 +14,6 @@ import sys
 from . import __version__
 from .errors import BAD_INPUT, FAILED, BadInput, CeoError, NeedsConfirmation
 
-COMMON = ("json", "check", "yes", "verbose", "host")
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, like every other bad input
@@ -112,7 +110,7 @@ def main(argv=None) -> int:
     _global_options(pre)
     known, _ = pre.parse_known_args(argv)
     from .config import Config, client_paths
-    cfg_path, cfg_explicit, inv_path, inv_explicit = client_paths(known.config, known.inventory)
+    cfg_path, cfg_explicit, inv_path = client_paths(known.config, known.inventory)
     try:
         config = Config.load(cfg_path, explicit=cfg_explicit)
     except CeoError as err:

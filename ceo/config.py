@@ -63,8 +63,8 @@ class Config:
         return self.get("ceo", "realm")
 
 
-def client_paths(config: str | None, inventory: str | None) -> tuple[str, bool, str, bool]:
-    """(config path, explicitly given?, inventory path, explicitly given?)."""
+def client_paths(config: str | None, inventory: str | None) -> tuple[str, bool, str]:
+    """(config path, was it given?, inventory path). A default config may be absent; one that
+    was named must exist. The inventory must exist either way (Inventory.load says so)."""
     cfg = config or os.environ.get("CEO_CONFIG")
-    inv = inventory or os.environ.get("CEO_INVENTORY")
-    return cfg or DEFAULT_CONFIG, bool(cfg), inv or DEFAULT_INVENTORY, bool(inv)
+    return cfg or DEFAULT_CONFIG, bool(cfg), inventory or os.environ.get("CEO_INVENTORY") or DEFAULT_INVENTORY

@@ -37,18 +37,28 @@ class Steps:
 
     def rollback(self) -> list[str]:
         """Undo completed steps in reverse. Returns what could not be undone."""
-        stuck = []
-        while self.done:
-            what, undo = self.done.pop()
-            if undo is None:
-                continue
-            try:
-                undo()
-                self.emit({"step": what, "status": "undone", "message": f"undid: {what}"})
-            except Exception as exc:
-                stuck.append(what)
-                self.emit({"step": what, "status": "undo-failed", "message": f"could not undo {what}: {_summary(exc)}"})
-        return stuck
+        return undo_all(self.done,
+                        lambda what: self.emit({"step": what, "status": "undone", "message": f"undid: {what}"}),
+                        lambda what, why: self.emit({"step": what, "status": "undo-failed",
+                                                     "message": f"could not undo {what}: {why}"}))
+
+
+def undo_all(done: list, on_undone, on_failed) -> list[str]:
+    """Run the undo actions of `done` [(what, undo or None)], newest first, emptying it.
+    The helper's steps and the client's multi-host steps both roll back this way."""
+    stuck = []
+    while done:
+        what, undo = done.pop()
+        if undo is None:
+            continue
+        try:
+            undo()
+        except Exception as exc:
+            stuck.append(what)
+            on_failed(what, exc.message if isinstance(exc, CeoError) else _summary(exc))
+        else:
+            on_undone(what)
+    return stuck
 
 
 def _summary(exc: Exception) -> str:

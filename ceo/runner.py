@@ -5,6 +5,7 @@ reverse (each undo is itself a verb on its host); best-effort steps only warn.
 
 from __future__ import annotations
 
+from .context import undo_all
 from .errors import BadInput, CeoError, PartlyDone, RemoteError
 from .transport import Pool, ticket
 
@@ -65,17 +66,9 @@ class Run:
 
     def rollback(self, err: CeoError) -> CeoError:
         """Undo the completed steps, newest first; each helper reports what it undid."""
-        stuck = []
-        while self.done:
-            what, undo = self.done.pop()
-            if undo is None:
-                continue
-            try:
-                undo()
-            except CeoError as exc:
-                stuck.append(what)
-                self.output.event("", {"step": what, "status": "undo-failed",
-                                       "message": f"could not undo {what}: {exc.message}"})
+        stuck = undo_all(self.done, lambda what: None,  # the helper that undid it said so
+                         lambda what, why: self.output.event("", {"step": what, "status": "undo-failed",
+                                                                  "message": f"could not undo {what}: {why}"}))
         if stuck:
             return PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}", not_undone=stuck)
         return err
