@@ -26,7 +26,7 @@ from pathlib import Path
 from . import seed
 from .topology import (BASE_DN, DOMAIN, HELPER, HOMES, HOSTS, KDC_ADDR, LDAP_ADDR, LISTS,
                        MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT, MAILMAN_USER, MAILMAN_VENV,
-                       OTHER_REALM, REALM, DB_ADDR, STATE, fqdn, password, seed_people)
+                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, STATE, fqdn, password, seed_people)
 
 FILES = Path(__file__).resolve().parent / "files"
 LDAPI = STATE / "ldap" / "ldapi"
@@ -214,6 +214,8 @@ class Supervisor:
              f"lowerdir=/etc,upperdir={upper},workdir={work}", "/etc"])
         run(["mount", "-t", "tmpfs", "-o", "mode=0755", "ceo-sandbox-run", "/run"])
         run(["mount", "--bind", STATE / "users", HOMES])
+        if NETNS:
+            run(["ip", "link", "set", "lo", "up"])
         with open("/etc/hosts", "a") as f:
             f.write("\n# ceo sandbox\n")
             for host, addr in HOSTS.items():
@@ -300,10 +302,17 @@ class Supervisor:
                                      'hostname "$0" && exec /usr/sbin/sshd -D -e -f "$1"', fqdn(host), cfg],
                     h / "sshd.log", env)
 
+    def private_dir(self, name: str, owner: str) -> Path:
+        """STATE/name, owned by a daemon's user and reachable by it at /run/ceo-sandbox/name."""
+        src, dest = STATE / name, PRIVATE / name
+        src.mkdir(parents=True, exist_ok=True)
+        dest.mkdir(parents=True, exist_ok=True)
+        run(["mount", "--bind", src, dest])
+        shutil.chown(dest, owner, owner)
+        return dest
+
     def postgresql(self):
-        p = STATE / "postgresql"
-        p.mkdir(parents=True, exist_ok=True)
-        shutil.chown(p, "postgres", "postgres")
+        p = self.private_dir("postgresql", "postgres")
         run([PG_BIN / "initdb", "-D", p / "data", "-U", "postgres", "--auth-local=peer",
              "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
             user="postgres", group="postgres", cwd=p)
@@ -319,9 +328,7 @@ class Supervisor:
                     user="postgres", group="postgres", cwd=p)
 
     def mariadb(self):
-        m = STATE / "mariadb"
-        m.mkdir(parents=True, exist_ok=True)
-        shutil.chown(m, "mysql", "mysql")
+        m = self.private_dir("mariadb", "mysql")
         run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={m}/data",
              "--auth-root-authentication-method=socket", "--skip-test-db"], cwd=m)
         self.daemon("mariadb", ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={m}/data",

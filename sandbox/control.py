@@ -13,11 +13,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .topology import HOMES, REPO, STATE
+from .topology import HOMES, NETNS, REPO, STATE
 
 PIDFILE = STATE / "supervisor.pid"
 CREATED = STATE.parent / ".sandbox-created"  # mount points `up` made on the machine, for `down`
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 joined = False  # whether this process has moved into a sandbox's namespace
 _machine_ns = None  # an fd on the machine's own mount namespace, kept by join() for down()
 
@@ -64,7 +65,8 @@ def up() -> tuple[int, dict | None]:
     t0 = time.monotonic()
     with open(STATE / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", sys.executable, "-m", "sandbox.cluster", str(write_fd)],
+            ["unshare", "-m", "--propagation", "private", *(["-n"] if NETNS else []),
+             sys.executable, "-m", "sandbox.cluster", str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     os.close(write_fd)
@@ -122,18 +124,21 @@ def _rmdir_on_machine(path: str):
 
 
 def join(pid: int):
-    """Move this (single-threaded) process into the sandbox's mount namespace."""
+    """Move this (single-threaded) process into the sandbox's mount (and network) namespace."""
     global _machine_ns
     cwd = os.getcwd()
     if _machine_ns is None:
         _machine_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNS) != 0:
-            raise SandboxError(f"cannot enter the sandbox's namespace: {os.strerror(ctypes.get_errno())}")
-    finally:
-        os.close(fd)
+    for kind, flag in (("mnt", CLONE_NEWNS), ("net", CLONE_NEWNET)):
+        if os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}"):
+            continue
+        fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, flag) != 0:
+                raise SandboxError(f"cannot enter the sandbox's namespace: {os.strerror(ctypes.get_errno())}")
+        finally:
+            os.close(fd)
     os.chdir(cwd)
     global joined
     joined = True
@@ -146,27 +151,15 @@ def user_env(user: str) -> dict:
 
 
 def nsenter(pid: int, user: str, argv: list[str]) -> int:
-    return subprocess.call(["nsenter", f"--mount=/proc/{pid}/ns/mnt", f"--wd={os.getcwd()}", *argv],
+    net = [f"--net=/proc/{pid}/ns/net"] if NETNS else []
+    return subprocess.call(["nsenter", f"--mount=/proc/{pid}/ns/mnt", *net, f"--wd={os.getcwd()}", *argv],
                            env=user_env(user))
-
-
-def namespace_pids(pid: int) -> list[int]:
-    ns = os.readlink(f"/proc/{pid}/ns/mnt")
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/mnt") == ns:
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
 def memory_mb(pid: int) -> float:
     """Proportional set size of every process in the sandbox, in MB."""
     total = 0
-    for p in namespace_pids(pid):
+    for p in processes_in({os.readlink(f"/proc/{pid}/ns/mnt")}):
         try:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -197,14 +190,38 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def namespaces(pid: int) -> set[str]:
+    """The mount and network namespaces of a running sandbox ('mnt:[...]', 'net:[...]')."""
+    return {os.readlink(f"/proc/{pid}/ns/{kind}") for kind in ("mnt", "net")}
+
+
+def processes_in(known: set[str]) -> list[int]:
+    """Processes (other than this one) still in any of these namespaces."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if {os.readlink(f"/proc/{entry}/ns/{kind}") for kind in ("mnt", "net")} & known:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
 def leftovers() -> list[str]:
-    """What a stopped sandbox would have left on the machine (empty when `down` was clean)."""
+    """What a stopped sandbox would have left on the machine (empty when `down` was clean).
+
+    A sandbox in its own network namespace (CEO_SANDBOX_NETNS) shares the machine with another
+    one, so the machine-wide checks (listeners, daemon names, /etc) are not its own: only its
+    files are checked here, and its processes by `processes_in(namespaces(pid))`.
+    """
     from .topology import HOSTS
     found = []
-    out = subprocess.run(["ss", "-ltnuHp"], capture_output=True, text=True).stdout
-    addrs = set(HOSTS.values())
-    found += [f"listener: {line.split()[4]}" for line in out.splitlines()
-              if len(line.split()) > 4 and line.split()[4].rsplit(":", 1)[0] in addrs]
+    if not NETNS:
+        out = subprocess.run(["ss", "-ltnuHp"], capture_output=True, text=True).stdout
+        addrs = set(HOSTS.values())
+        found += [f"listener: {line.split()[4]}" for line in out.splitlines()
+                  if len(line.split()) > 4 and line.split()[4].rsplit(":", 1)[0] in addrs]
     state = str(STATE).encode()
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
@@ -212,14 +229,20 @@ def leftovers() -> list[str]:
                 cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            daemon = cmd.split(bytes(1))[0].rsplit(b"/", 1)[-1] in (b"krb5kdc", b"kadmind", b"nslcd")
-            if (state in cmd or b"sandbox.cluster" in cmd or daemon) and _alive(int(entry)):
+            daemon = not NETNS and (cmd.split(bytes(1))[0].rsplit(b"/", 1)[-1] in (b"krb5kdc", b"kadmind", b"nslcd")
+                                    or b"sandbox.cluster" in cmd)
+            if (state in cmd or daemon) and _alive(int(entry)):
                 found.append(f"process {entry}: {cmd.replace(bytes(1), b' ').decode(errors='replace')[:100]}")
+    for path in (str(STATE), str(CREATED)):
+        if Path(path).exists():
+            found.append(f"file {path}")
+    if NETNS:
+        return found
     if "csclub.internal" in Path("/etc/hosts").read_text():
         found.append("hosts entry in /etc/hosts")
     if subprocess.run(["getent", "passwd", "ctdalek"], capture_output=True).returncode == 0:
         found.append("user ctdalek resolves on the machine")
-    for path in ("/etc/sudoers.d/ceo", "/etc/csc", str(STATE), str(CREATED)):
+    for path in ("/etc/sudoers.d/ceo", "/etc/csc"):
         if Path(path).exists():
             found.append(f"file {path}")
     if HOMES.exists() and not CREATED.exists() and not any(HOMES.iterdir()):

@@ -15,6 +15,13 @@ STATE = Path(os.environ.get("CEO_SANDBOX_STATE", REPO / ".sandbox"))
 VENV = Path(os.environ.get("CEO_SANDBOX_VENV", REPO / ".venv"))
 MAILMAN_VENV = Path(os.environ.get("CEO_SANDBOX_MAILMAN_VENV", REPO / ".venv-mailman"))
 HELPER = VENV / "bin" / "ceo-helper"
+# Daemons that run as their own users (postgres, mysql) keep their data here: STATE's
+# subdirectories bind-mounted onto the namespace's private /run, so they are reachable even
+# when the checkout sits in a folder only root can enter (mode 0700 /root, `mktemp -d`).
+PRIVATE = Path("/run/ceo-sandbox")
+# CEO_SANDBOX_NETNS=1: the cluster gets a network namespace of its own, so a second sandbox
+# (the lifecycle test, parallel test runs) can use the same loopback addresses beside the first.
+NETNS = os.environ.get("CEO_SANDBOX_NETNS", "") not in ("", "0")
 
 REALM = "CSCLUB.INTERNAL"
 OTHER_REALM = "OTHER.INTERNAL"  # a second realm that trusts ours, to prove foreign principals are refused
