@@ -104,10 +104,24 @@ def down() -> float | None:
     if STATE.exists():
         shutil.rmtree(STATE)
     if CREATED.exists():
-        for line in CREATED.read_text().split():
-            _rmdir_on_machine(line)
+        # Another sandbox (CEO_SANDBOX_NETNS) may use the same mount point: removing it on
+        # the machine would unmount its homes, so the last one out removes it.
+        if not _other_supervisors():
+            for line in CREATED.read_text().split():
+                _rmdir_on_machine(line)
         CREATED.unlink()
     return time.monotonic() - t0 if was_up else None
+
+
+def _other_supervisors() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and b"sandbox.cluster" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            pass
+    return [pid for pid in found if _alive(pid)]
 
 
 def _rmdir_on_machine(path: str):
