@@ -106,12 +106,12 @@ class Session:
             if self.local and os.getuid() == 0:
                 self._groups = {"syscom", "office"}  # root on the host itself (cron)
             else:
-                from .directory import groups_of
+                from .services.directory import groups_of
                 self._groups = groups_of(self.ldap(), self.config, self.caller)
         return self._groups
 
     def ldap(self):
-        from .directory import connect
+        from .services.directory import connect
         return self.service("ldap", lambda: connect(self.config, self.host, lambda: self.drop("ldap")))
 
     def service(self, name, opener):
@@ -283,7 +283,7 @@ class Server:
 
     def is_member(self, uid: str) -> bool:
         from . import terms
-        from .directory import user_dn
+        from .services.directory import user_dn
         return bool(self.session.ldap().entries(user_dn(self.session.config, uid), f"(term={terms.current()})",
                                                 ["uid"], "BASE"))
 

@@ -95,10 +95,10 @@ def _ldap(ctx):
 
 
 def _kadmin(ctx):
-    from ceo import kerberos
-    admin = kerberos.admin(ctx)
-    kerberos.call(ctx, lambda: admin.principal_exists(f"K/M@{ctx.config.realm}"))
-    return f"answers {kerberos.admin_principal(ctx.config)}"
+    from ceo.services import kadmin
+    admin = kadmin.admin(ctx)
+    kadmin.call(ctx, lambda: admin.principal_exists(f"K/M@{ctx.config.realm}"))
+    return f"answers {kadmin.admin_principal(ctx.config)}"
 
 
 def _homes(ctx):

@@ -192,7 +192,7 @@ def _address(ctx, who: str) -> tuple[str, str | None]:
     if "@" in who:
         local, domain = who.rsplit("@", 1)
         return f"{local}@{domain.lower()}", None
-    from ceo.directory import user_dn
+    from ceo.services.directory import user_dn
     found = ctx.ldap().entries(user_dn(ctx.config, who), "(objectClass=posixAccount)", ["cn"], "BASE")
     if not found:
         raise NotFound(f"no user {who!r}")

@@ -13,7 +13,7 @@ import os
 import stat
 import time
 
-from ceo import directory, kerberos
+from ceo.services import directory, kadmin
 from ceo import terms as T
 from ceo.errors import (NOT_PERMITTED, AlreadyExists, BadInput, CeoError, NotFound, NotPermitted,
                         ServiceUnavailable)
@@ -262,15 +262,15 @@ def principal(ctx, uid):
     if ctx.check:
         ctx.step("principal", None, describe=f"create principal {name} with a temporary password (must change)")
         return {"principal": name, "password": None}
-    import kadmin
+    from kadmin import NewPrincipalKey
     _member_number(ctx, uid)  # only for an account ceo made: never root@, postgres@, ...
-    admin = kerberos.admin(ctx)
-    if kerberos.call(ctx, lambda: admin.principal_exists(name)):
+    admin = kadmin.admin(ctx)
+    if kadmin.call(ctx, lambda: admin.principal_exists(name)):
         raise AlreadyExists(f"principal {name} already exists (remove the orphan with kadmin first)")
     password = _new_password()
-    ctx.step("principal", lambda: kerberos.call(ctx, lambda: admin.add_principal(
-                 name, key=kadmin.NewPrincipalKey.Password(password), attributes=REQUIRES_PWCHANGE)),
-             lambda: kerberos.call(ctx, lambda: admin.delete_principal(name)),
+    ctx.step("principal", lambda: kadmin.call(ctx, lambda: admin.add_principal(
+                 name, key=NewPrincipalKey.Password(password), attributes=REQUIRES_PWCHANGE)),
+             lambda: kadmin.call(ctx, lambda: admin.delete_principal(name)),
              describe=f"created principal {name} (temporary password, must change at first login)")
     return {"principal": name, "password": password}
 
@@ -283,17 +283,17 @@ def password(ctx, uid):
         ctx.step("password", None, describe=f"set a new temporary password on {name} (must change)")
         return {"principal": name, "password": None}
     _member_number(ctx, uid)  # members only: system principals are changed with kadmin
-    admin = kerberos.admin(ctx)
-    princ = kerberos.call(ctx, lambda: admin.get_principal(name))
+    admin = kadmin.admin(ctx)
+    princ = kadmin.call(ctx, lambda: admin.get_principal(name))
     if princ is None:
         raise NotFound(f"no principal {name}")
     new = _new_password()
 
     # The password first (a change clears the must-change flag), then the flag. Once the
     # password has changed it is returned whatever happens next: never one nobody was shown.
-    ctx.step("password", lambda: kerberos.call(ctx, lambda: admin.principal_change_password(name, new)),
+    ctx.step("password", lambda: kadmin.call(ctx, lambda: admin.principal_change_password(name, new)),
              describe=f"set a new temporary password on {name}")
-    ctx.step("must-change", lambda: kerberos.call(ctx, lambda: princ.modify(
+    ctx.step("must-change", lambda: kadmin.call(ctx, lambda: princ.modify(
         admin, attributes=princ.attributes | REQUIRES_PWCHANGE)), best_effort=True,
              describe="required a change at next login")
     return {"principal": name, "password": new}
@@ -326,7 +326,7 @@ def home(ctx, uid, forwarding_address):
 @plugin.verb("welcome", "Step: the welcome email", role="mail", allow=STAFF, mutating=True, check=True,
              hidden=True, params=[Uid("uid", positional=True), Str("cn", required=True, max_length=256)])
 def welcome(ctx, uid, cn):
-    from ceo import mail
+    from ceo.services import mail
     to = mail.address(ctx.config, uid)
     if ctx.check:
         ctx.step("welcome", None, describe=f"email the welcome message to {to}")
@@ -345,7 +345,7 @@ def welcome(ctx, uid, cn):
                  Str("program", max_length=256), Str("kind", choices=("member", "clubrep"), required=True),
                  Flag("failed"), Str("details", multiple=True, max_length=500)])
 def announce(ctx, uid, cn, program, kind, failed, details):
-    from ceo import mail
+    from ceo.services import mail
     domain = ctx.config.get("ceo", "domain")
     to = ctx.config.get("members", "announce_to", f"ceo@{domain}")
     what = "New Club Rep" if kind == "clubrep" else "New Member"
@@ -450,7 +450,7 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
     there, no lock to remove) is redone the careful way; each row gets one event and, if it
     changed something, one audit record."""
     import ldap3
-    from ceo.directory import connect
+    from ceo.services.directory import connect
     if not len(uids) == len(adds) == len(expires) or len(uids) > 1000:
         raise BadInput("uids, adds and expires must be parallel lists of at most 1,000 rows")
     attr = "nonMemberTerm" if clubrep else "term"
@@ -616,11 +616,11 @@ def remove_ldap(ctx, uid):
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def remove_principal(ctx, uid):
     name = f"{uid}@{ctx.config.realm}"
-    admin = kerberos.admin(ctx)
-    if not kerberos.call(ctx, lambda: admin.principal_exists(name)):
+    admin = kadmin.admin(ctx)
+    if not kadmin.call(ctx, lambda: admin.principal_exists(name)):
         ctx.emit({"step": "principal", "status": "unchanged", "message": f"no principal {name}"})
         return {"changed": False}
-    ctx.step("principal", (lambda: kerberos.call(ctx, lambda: admin.delete_principal(name))) if not ctx.check else None,
+    ctx.step("principal", (lambda: kadmin.call(ctx, lambda: admin.delete_principal(name))) if not ctx.check else None,
              describe=f"deleted principal {name}")
     return {}
 

@@ -6,7 +6,7 @@ import smtplib
 from email.message import EmailMessage
 from email.utils import formataddr
 
-from .errors import ServiceUnavailable
+from ..errors import ServiceUnavailable
 
 
 def address(config, uid: str) -> str:

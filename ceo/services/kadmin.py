@@ -4,7 +4,7 @@ them: passwords go in as arguments and are never formatted into text)."""
 
 from __future__ import annotations
 
-from .errors import AlreadyExists, ServiceUnavailable
+from ..errors import AlreadyExists, ServiceUnavailable
 
 
 def admin_principal(config) -> str:

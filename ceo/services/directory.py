@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import ServiceUnavailable
+from ..errors import ServiceUnavailable
 
 LDAP_TIMEOUT = 10
 
