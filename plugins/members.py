@@ -10,10 +10,9 @@ those steps, each undone by its own helper if a later step fails.
 from __future__ import annotations
 
 import os
-import stat
 import time
 
-from ceo.services import directory, kadmin
+from ceo.services import directory, homes, kadmin
 from ceo import terms as T
 from ceo.errors import (NOT_PERMITTED, AlreadyExists, BadInput, CeoError, NotFound, NotPermitted,
                         ServiceUnavailable)
@@ -315,7 +314,7 @@ def home(ctx, uid, forwarding_address):
             ctx.step("forward", None, describe=f"write {path}/.forward: {', '.join(forwarding_address)}")
         return {"home": path}
     uid_number = _member_number(ctx, uid)  # from LDAP, never from the client
-    ctx.step("home", lambda: _copy_skeleton(skel, path, uid_number), lambda: shutil.rmtree(path),
+    ctx.step("home", lambda: homes.copy_skeleton(skel, path, uid_number), lambda: shutil.rmtree(path),
              describe=f"made {path} from {skel}")
     if forwarding_address:
         ctx.step("forward", lambda: _write_forward(path, forwarding_address, uid_number),
@@ -731,13 +730,7 @@ def _home_of(ctx, uid, number: int | None = None) -> str:
     """base/uid, if it is a real directory (not a link) owned by the member."""
     path = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
     number = _member_number(ctx, uid) if number is None else number
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise NotFound(f"{uid} has no home directory {path}") from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != number:
-        raise BadInput(f"{path} is not {uid}'s own directory; ask syscom to look at it")
-    return path
+    return homes.owned_dir(path, number, uid)
 
 
 def _guard_syscom_member(ctx, uid, what):
@@ -815,72 +808,16 @@ def _free_number(ctx) -> int:
     raise ServiceUnavailable(f"no free uid number left in {low}-{high}")
 
 
-def _copy_skeleton(skel: str, path: str, number: int):
-    """Copy and chown in a root-only staging directory, then rename into place: the member
-    never owns anything under construction, so no link swapped in mid-walk can redirect a
-    chown made as root."""
-    import shutil
-    import tempfile
-    staging = tempfile.mkdtemp(prefix=".ceo-new-", dir=os.path.dirname(path))  # 0700, root
-    try:
-        new = os.path.join(staging, "home")
-        shutil.copytree(skel, new, symlinks=True)
-        for root, dirs, files in os.walk(new):
-            for name in [root] + [os.path.join(root, n) for n in dirs + files]:
-                os.lchown(name, number, number)
-        os.chmod(new, 0o755)
-        os.rename(new, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _read_forward(path: str) -> str | None:
-    """~/.forward as the member left it. The helper is root in a directory the member owns:
-    never follow a link, never block on a FIFO, read only a regular file, and only so much."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadInput(f"{path} is not a plain file ({exc.strerror}); ask syscom to look at it") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadInput(f"{path} is not a plain file; ask syscom to look at it")
-        return os.read(fd, 65536).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
+    return homes.read_file(path)
 
 
 def _write_forward(home: str, addresses, number: int):
-    """Replace ~/.forward atomically, through a new file no link can redirect."""
-    import tempfile
-    path = os.path.join(home, ".forward")
-    if not addresses:
-        if os.path.lexists(path):
-            os.unlink(path)
-        return
-    fd, tmp = tempfile.mkstemp(prefix=".forward.", dir=home)
-    closed = False
-    try:
-        os.write(fd, "".join(f"{a}\n" for a in addresses).encode())
-        os.fchown(fd, number, number)
-        os.fchmod(fd, 0o644)
-        os.close(fd)
-        closed = True
-        os.replace(tmp, path)
-    except BaseException:
-        if not closed:
-            os.close(fd)
-        os.unlink(tmp)
-        raise
+    homes.write_file(home, ".forward", "".join(f"{a}\n" for a in addresses) or None, number)
 
 
 def _restore(path: str, old: str | None, number: int):
-    if old is None:
-        if os.path.lexists(path):
-            os.unlink(path)
-        return
-    _write_forward(os.path.dirname(path), old.splitlines(), number)
+    _write_forward(os.path.dirname(path), (old or "").splitlines(), number)
 
 
 def _shells() -> set[str]:

@@ -1,0 +1,87 @@
+"""Home directories: everything root does inside a member's or club's directory.
+
+The helper is root in directories their owners control, so every operation here is written
+against an owner who races it: trees are built in a root-only staging directory and renamed
+into place, ownership is set with lchown, reads refuse links and FIFOs, and files are
+replaced through a new file renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+
+from ..errors import BadInput, NotFound
+
+READ_LIMIT = 65536
+
+
+def copy_skeleton(skel: str, path: str, number: int):
+    """Copy and chown in a root-only staging directory, then rename into place: the member
+    never owns anything under construction, so no link swapped in mid-walk can redirect a
+    chown made as root."""
+    staging = tempfile.mkdtemp(prefix=".ceo-new-", dir=os.path.dirname(path))  # 0700, root
+    try:
+        new = os.path.join(staging, "home")
+        shutil.copytree(skel, new, symlinks=True)
+        for root, dirs, files in os.walk(new):
+            for name in [root] + [os.path.join(root, n) for n in dirs + files]:
+                os.lchown(name, number, number)
+        os.chmod(new, 0o755)
+        os.rename(new, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def owned_dir(path: str, number: int, who: str) -> str:
+    """path, if it is a real directory (not a link) owned by uid number `number`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise NotFound(f"{who} has no home directory {path}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != number:
+        raise BadInput(f"{path} is not {who}'s own directory; ask syscom to look at it")
+    return path
+
+
+def read_file(path: str) -> str | None:
+    """A small file as its owner left it (None if absent): never follow a link, never block
+    on a FIFO, read only a regular file, and only so much."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BadInput(f"{path} is not a plain file ({exc.strerror}); ask syscom to look at it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInput(f"{path} is not a plain file; ask syscom to look at it")
+        return os.read(fd, READ_LIMIT).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def write_file(directory: str, name: str, text: str | None, number: int, mode: int = 0o644):
+    """Replace directory/name atomically, through a new file no link can redirect; None
+    removes it."""
+    path = os.path.join(directory, name)
+    if text is None:
+        if os.path.lexists(path):
+            os.unlink(path)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f"{name}.", dir=directory)
+    closed = False
+    try:
+        os.write(fd, text.encode())
+        os.fchown(fd, number, number)
+        os.fchmod(fd, mode)
+        os.close(fd)
+        closed = True
+        os.replace(tmp, path)
+    except BaseException:
+        if not closed:
+            os.close(fd)
+        os.unlink(tmp)
+        raise
