@@ -7,7 +7,8 @@ pre-verified, pre-confirmed and pre-approved: no confirmation mail round trip.
 
 from __future__ import annotations
 
-from ceo.errors import NotFound, ServiceUnavailable
+from ceo.errors import NotFound
+from ceo.services import mailman
 from ceo.plugin import EMAIL, Plugin, Str
 
 plugin = Plugin("lists", "Mailing lists (Mailman 3): show, subscribe, unsubscribe")
@@ -36,8 +37,8 @@ def _self_service(ctx, args):
 
 
 def _list_owner(ctx, args):
-    mlist = _get_list(ctx, args["list"])
-    owners = _call(ctx, lambda: {m.email.lower() for m in mlist.owners})
+    mlist = mailman.get_list(ctx, args["list"])
+    owners = mailman.call(ctx, lambda: {m.email.lower() for m in mlist.owners})
     return True if f"{ctx.caller}@{_domain(ctx)}" in owners else None
 
 
@@ -56,10 +57,10 @@ def _render_lists(console, result):
 @plugin.verb("list", "The lists, with their descriptions and member counts", role="mail",
              render=_render_lists)
 def list_(ctx):
-    client = _client(ctx)
-    lists = _call(ctx, lambda: client.lists)
-    return [{"list": m.list_name, "address": m.fqdn_listname, "members": _call(ctx, lambda m=m: m.member_count),
-             "description": _call(ctx, lambda m=m: m.settings.get("description", "")) or ""} for m in lists]
+    client = mailman.client(ctx)
+    lists = mailman.call(ctx, lambda: client.lists)
+    return [{"list": m.list_name, "address": m.fqdn_listname, "members": mailman.call(ctx, lambda m=m: m.member_count),
+             "description": mailman.call(ctx, lambda m=m: m.settings.get("description", "")) or ""} for m in lists]
 
 
 def _render_members(console, result):
@@ -76,9 +77,9 @@ def _render_members(console, result):
 @plugin.verb("members", "The subscribers of a list (office, syscom, and the list's owners)", role="mail",
              allow=("office", "syscom"), permit=_list_owner, params=[ListName], render=_render_members)
 def members(ctx, list):
-    mlist = _get_list(ctx, list)
+    mlist = mailman.get_list(ctx, list)
     return [{"address": m.email, "name": m.display_name or ""}
-            for m in _call(ctx, lambda: mlist.members)]
+            for m in mailman.call(ctx, lambda: mlist.members)]
 
 
 @plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", role="mail",
@@ -99,8 +100,8 @@ def unsubscribe(ctx, list, who):
              allow=("syscom",), mutating=True, check=True, hidden=True, params=[Who])
 def unsubscribe_all(ctx, who):
     address, _ = _address(ctx, who)
-    client = _client(ctx)
-    found = _call(ctx, lambda: [m for m in client.get_lists() if _is_member(ctx, m, address)])
+    client = mailman.client(ctx)
+    found = mailman.call(ctx, lambda: [m for m in client.get_lists() if mailman.is_member(ctx, m, address)])
     if not found:
         ctx.emit({"step": "unsubscribe", "status": "unchanged", "message": f"{address} is on no list"})
         return {"changed": False, "lists": []}
@@ -111,20 +112,19 @@ def unsubscribe_all(ctx, who):
 
 def _set_membership(ctx, list, who, subscribed: bool):
     """Make `who` (un)subscribed; a no-op, reported as unchanged, when it already is."""
-    mlist = _get_list(ctx, list)
+    mlist = mailman.get_list(ctx, list)
     address, name = _address(ctx, who)
     result = {"changed": False, "list": list, "address": address}
-    if _is_member(ctx, mlist, address) == subscribed:
+    if mailman.is_member(ctx, mlist, address) == subscribed:
         state = "already on" if subscribed else "not on"
         ctx.emit({"step": "subscription", "status": "unchanged", "message": f"{address} is {state} {list}"})
         return result
 
     def add(welcome=True):
-        _call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
-                                           pre_approved=True, send_welcome_message=welcome))
+        mailman.subscribe(ctx, mlist, address, name, welcome)
 
     def remove():
-        _call(ctx, lambda: mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True))
+        mailman.unsubscribe(ctx, mlist, address)
 
     ctx.note(pre_confirmed=True, pre_approved=True)
     if subscribed:
@@ -138,53 +138,6 @@ def _set_membership(ctx, list, who, subscribed: bool):
 
 def _domain(ctx) -> str:
     return ctx.config.get("mailman", "member_domain") or ctx.config.get("ceo", "domain")
-
-
-def _url(ctx) -> str:
-    return ctx.config.get("mailman", "url", "http://localhost:8001/3.1")
-
-
-def _client(ctx):
-    def open_client():
-        from mailmanclient import Client
-        return Client(_url(ctx), ctx.config.get("mailman", "user", ""), ctx.config.get("mailman", "password", ""))
-    return ctx.service("mailman", open_client)
-
-
-def _call(ctx, fn):
-    """Mailman's failures, as one line that names the host and the service."""
-    from urllib.error import HTTPError
-    from mailmanclient import MailmanConnectionError
-    try:
-        return fn()
-    except MailmanConnectionError as exc:
-        reason = str(exc).split(":")[-1].strip() or "no answer"
-        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({_url(ctx)}): {reason}") from None
-    except HTTPError as exc:
-        if exc.code in (401, 403):
-            raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} refused ceo's credentials") from None
-        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} answered {exc.code} {exc.reason}") from None
-
-
-def _get_list(ctx, name: str):
-    client = _client(ctx)
-    fqdn = f"{name}@{ctx.config.get('mailman', 'list_domain') or ctx.config.get('ceo', 'domain')}"
-    try:
-        return _call(ctx, lambda: client.get_list(fqdn))
-    except ServiceUnavailable as exc:
-        if "404" in exc.message:
-            raise NotFound(f"no list {name!r} (see `ceo lists list`)") from None
-        raise
-
-
-def _is_member(ctx, mlist, address: str) -> bool:
-    try:
-        _call(ctx, lambda: mlist.get_member(address))
-        return True
-    except (ValueError, ServiceUnavailable) as exc:
-        if isinstance(exc, ServiceUnavailable) and "404" not in exc.message:
-            raise
-        return False
 
 
 def _address(ctx, who: str) -> tuple[str, str | None]:

@@ -1,0 +1,64 @@
+"""Mailman 3, through its REST API (mailmanclient): lists, memberships, and its failures as
+one line that names the host and the service."""
+
+from __future__ import annotations
+
+from ..errors import NotFound, ServiceUnavailable
+
+
+def url(ctx) -> str:
+    return ctx.config.get("mailman", "url", "http://localhost:8001/3.1")
+
+
+def client(ctx):
+    """The session's REST client (opened once, reused by every request)."""
+    def open_client():
+        from mailmanclient import Client
+        return Client(url(ctx), ctx.config.get("mailman", "user", ""), ctx.config.get("mailman", "password", ""))
+    return ctx.service("mailman", open_client)
+
+
+def call(ctx, fn):
+    """Mailman's failures, as one line that names the host and the service."""
+    from urllib.error import HTTPError
+    from mailmanclient import MailmanConnectionError
+    try:
+        return fn()
+    except MailmanConnectionError as exc:
+        reason = str(exc).split(":")[-1].strip() or "no answer"
+        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({url(ctx)}): {reason}") from None
+    except HTTPError as exc:
+        if exc.code in (401, 403):
+            raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} refused ceo's credentials") from None
+        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} answered {exc.code} {exc.reason}") from None
+
+
+def get_list(ctx, name: str):
+    fqdn = f"{name}@{ctx.config.get('mailman', 'list_domain') or ctx.config.get('ceo', 'domain')}"
+    try:
+        return call(ctx, lambda: client(ctx).get_list(fqdn))
+    except ServiceUnavailable as exc:
+        if "404" in exc.message:
+            raise NotFound(f"no list {name!r} (see `ceo lists list`)") from None
+        raise
+
+
+def is_member(ctx, mlist, address: str) -> bool:
+    try:
+        call(ctx, lambda: mlist.get_member(address))
+        return True
+    except (ValueError, ServiceUnavailable) as exc:
+        if isinstance(exc, ServiceUnavailable) and "404" not in exc.message:
+            raise
+        return False
+
+
+def subscribe(ctx, mlist, address: str, name: str | None, welcome=True):
+    """Pre-verified, pre-confirmed and pre-approved: ceo has checked who may, so no
+    confirmation mail round trip."""
+    call(ctx, lambda: mlist.subscribe(address, name, pre_verified=True, pre_confirmed=True,
+                                      pre_approved=True, send_welcome_message=welcome))
+
+
+def unsubscribe(ctx, mlist, address: str):
+    call(ctx, lambda: mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True))
