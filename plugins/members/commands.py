@@ -1,0 +1,191 @@
+"""The members verbs users type; each is a list of steps on the hosts of their roles."""
+
+from __future__ import annotations
+
+from ceo import terms as T
+from ceo.errors import NOT_PERMITTED, BadInput, CeoError
+from ceo.plugin import Flag, Str, Term, Uid
+
+from . import accounts as acct
+from . import plugin
+from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
+
+
+@plugin.composite("add", "Add a member (or --clubrep): LDAP, Kerberos, home, forwarding, welcome, lists",
+                  check=True, render=lambda c, r: _render_added(c, r), params=[
+                      *NEW_ACCOUNT, Address, Flag("no_welcome", "do not send the welcome email"),
+                      Flag("no_subscribe", "do not subscribe to csc-general")])
+def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_address, no_welcome,
+        no_subscribe):
+    acct.terms_choice(terms, term)
+    run.prepare(["ldap", "kerberos", "homes"])
+    kind = "clubrep" if clubrep else "member"
+    try:
+        account = run.step("members.create", {"uid": uid, "cn": cn, "given_name": given_name, "sn": sn,
+                                              "program": program, "terms": terms, "term": term,
+                                              "clubrep": clubrep}, role="ldap", describe=f"LDAP account {uid}")
+        secret = run.step("members.principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
+        run.step("members.home", {"uid": uid, "forwarding_address": forwarding_address},
+                 role="homes", describe=f"home directory of {uid}")
+    except CeoError as err:
+        err = run.rollback(err)
+        if err.exit_code not in (2, 3):  # a mistake or a refusal that changed nothing is not news
+            _announce(run, uid, cn, program, kind, failed=True, details=[err.message])
+        raise err from None
+    if not clubrep:
+        if not no_welcome:
+            run.step("members.welcome", {"uid": uid, "cn": cn}, role="mail", describe="welcome email",
+                     best_effort=True)
+        if not no_subscribe:
+            # In check mode the account does not exist yet: ask about its address instead.
+            who = f"{uid}@{run.config.get('ceo', 'domain')}" if run.check else uid
+            run.step("lists.subscribe", {"list": "csc-general", "who": who}, role="mail",
+                     describe="subscription to csc-general", best_effort=True)
+    _announce(run, uid, cn, program, kind, failed=False, details=[])
+    result = {"uid": uid, "uidNumber": account.get("uidNumber"), "kind": kind,
+              "terms": account.get("terms"), "principal": secret.get("principal"),
+              "password": secret.get("password")}
+    if run.output.warnings:
+        result["warnings"] = list(run.output.warnings)
+    return result
+
+
+def _announce(run, uid, cn, program, kind, failed, details):
+    run.step("members.announce", {"uid": uid, "cn": cn, "program": program, "kind": kind, "failed": failed,
+                                  "details": details[:20]},
+             role="mail", describe="announcement to the ceo list", best_effort=True)
+
+
+def _render_added(console, result):
+    if result.get("password"):
+        console.print(f"[bold]{result['uid']}[/] (uid number {result['uidNumber']}), terms "
+                      f"{', '.join(result['terms'] or [])}")
+        console.print(f"Temporary password: [bold]{result['password']}[/]  (shown once; "
+                      "they must change it at first login)")
+
+
+@plugin.composite("get", "Show a member: name, program, numbers, terms, positions, groups, lock, forwarding",
+                  params=[Uid("uid", "the member", positional=True)])
+def get(run, uid):
+    info = run.call("members.info", {"uid": uid}, role="ldap")
+    try:
+        info["forwarding"] = run.call("members.forwarding", {"uid": uid}, role="homes")["addresses"]
+    except CeoError as err:
+        if err.exit_code != NOT_PERMITTED:  # forwarding is for the member, office and syscom only
+            info["forwarding"] = f"(unavailable: {err.message})"
+    return info
+
+
+@plugin.verb("list", "List members: --term T, --expired, --clubreps", role="ldap", params=[
+    Term("term", "members registered in this term (default: the current one)"),
+    Flag("expired", "members whose terms have all passed"),
+    Flag("clubreps", "club reps instead of members")], render=lambda c, r: _render_list(c, r))
+def list_(ctx, term, expired, clubreps):
+    from ldap3.utils.conv import escape_filter_chars as esc
+    attr = "nonMemberTerm" if clubreps else "term"
+    now = T.current()
+    if expired:
+        flt = f"(&(objectClass=member)(!(term={now}))(!(nonMemberTerm={now}))({attr}=*))"
+    else:
+        flt = f"(&(objectClass=member)({attr}={esc(term or now)}))"
+    entries = acct.search(ctx, flt, ["uid", "cn", "program", "term", "nonMemberTerm", "shadowExpire"])
+    if expired:  # not current, and not registered ahead either: every term is in the past
+        entries = [e for e in entries
+                   if all(T.ordinal(t) < T.ordinal(now) for t in e.get("term", []) + e.get("nonMemberTerm", []))]
+    rows = [{"uid": e["uid"][0], "name": acct.first(e, "cn"), "program": acct.first(e, "program"),
+             "terms": T.sort(e.get("term", [])), "nonMemberTerms": T.sort(e.get("nonMemberTerm", [])),
+             "locked": acct.locked(e)} for e in entries]
+    return sorted(rows, key=lambda r: r["uid"])
+
+
+def _render_list(console, rows):
+    from rich.table import Table
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("uid", "name", "program", "last terms", "locked"):
+        table.add_column(column)
+    for r in rows:
+        last = (r["terms"] or r["nonMemberTerms"])[-3:]
+        table.add_row(r["uid"], r["name"] or "", r["program"] or "", " ".join(last), "yes" if r["locked"] else "")
+    console.print(table)
+    console.print(f"{len(rows)} accounts")
+
+
+@plugin.composite("modify", "Change a member's login shell or mail forwarding", check=True, params=[
+    Uid("uid", "the member", positional=True),
+    Str("login_shell", "a shell listed in the host's /etc/shells", metavar="PATH", pattern=r"/[A-Za-z0-9/._+-]{1,255}",
+        describe="an absolute path"),
+    Address, Flag("no_forwarding", "remove mail forwarding")])
+def modify(run, uid, login_shell, forwarding_address, no_forwarding):
+    if forwarding_address and no_forwarding:
+        raise BadInput("give --forwarding-address or --no-forwarding, not both")
+    if not (login_shell or forwarding_address or no_forwarding):
+        raise BadInput("nothing to change: give --login-shell, --forwarding-address or --no-forwarding")
+    if login_shell:
+        run.step("members.set_shell", {"uid": uid, "shell": login_shell}, role="ldap", describe="login shell")
+    if forwarding_address or no_forwarding:
+        run.step("members.set_forwarding", {"uid": uid, "forwarding_address": forwarding_address},
+                 role="homes", describe="mail forwarding")
+    return {"uid": uid}
+
+
+@plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
+                  "--csv FILE renews many", check=True, render=lambda c, r: _render_renewals(c, r), params=[
+                      Uid("uid", "the member (or --csv)", positional=True, required=False), Count("how many terms, from the next unregistered one (default 1)"), Terms,
+                      Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
+                                   "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
+                                   metavar="FILE", max_length=4096),
+                      Flag("skip_invalid", "with --csv: apply the valid rows, report the rest"),
+                      Str("receipt", "with --csv: write every row's outcome to this CSV file", metavar="PATH",
+                          max_length=4096)])
+def renew(run, uid, terms, term, clubrep, csv, skip_invalid, receipt):
+    if csv:
+        if uid or terms or term:
+            raise BadInput("--csv takes the uids and terms from the file: give no UID, --terms or --term")
+        from . import csvrenew
+        return csvrenew.renew(run, csv, clubrep=clubrep, skip_invalid=skip_invalid, receipt=receipt)
+    if skip_invalid or receipt:
+        raise BadInput("--skip-invalid and --receipt go with --csv")
+    if not uid:
+        raise BadInput("give a UID, or --csv FILE")
+    acct.terms_choice(terms, term)
+    return run.call("members.renew_terms", {"uid": uid, "terms": terms, "term": term, "clubrep": clubrep},
+                    role="ldap")
+
+
+def _render_renewals(console, result):
+    if "rows" in result:
+        from . import csvrenew
+        csvrenew.render(console, result)
+
+
+@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True,
+                  params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_password(c, r))
+def pwreset(run, uid):
+    run.call("members.info", {"uid": uid}, role="ldap")  # exists?
+    return run.call("members.password", {"uid": uid}, role="kerberos")
+
+
+def _render_password(console, result):
+    if result.get("password"):
+        console.print(f"Temporary password for {result['principal']}: [bold]{result['password']}[/]  "
+                      "(shown once; it must be changed at next login)")
+
+
+@plugin.composite("delete", "Delete a member: lists, home, LDAP entries and groups, principal (syscom)",
+                  check=True, confirm="Delete {uid}'s account, home directory and subscriptions?",
+                  params=[Uid("uid", "the member", positional=True)])
+def delete(run, uid):
+    run.prepare(["ldap", "kerberos", "homes"])
+    run.call("members.info", {"uid": uid}, role="ldap")
+    home = run.step("members.remove_home", {"uid": uid}, role="homes", describe=f"home directory of {uid}")
+    run.step("members.remove_ldap", {"uid": uid}, role="ldap", describe=f"LDAP entries of {uid}")
+    run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
+    # Last, and by address (the account is gone): a failed delete keeps its subscriptions.
+    run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
+             describe="list subscriptions", best_effort=True)
+    if home and home.get("remove_after"):
+        run.step("members.purge_home", {"path": home["moved_to"]}, role="homes", describe="removing the old home",
+                 best_effort=True)
+    return {"uid": uid, "home": (home or {}).get("archived")}
+
+

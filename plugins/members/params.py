@@ -1,0 +1,24 @@
+"""Parameters shared by the members verbs and their steps: declared once, validated alike."""
+
+from ceo.plugin import Email, Flag, Int, Str, Term, Uid
+
+STAFF = ("office", "syscom")
+
+Address = Email("forwarding_address", "an address to forward mail to (repeatable)", multiple=True)
+
+
+def Count(help="how many terms (default 1)"):
+    return Int("terms", help, min=1, max=12)
+
+
+Terms = Term("term", "exact terms (repeatable), e.g. --term w2027 s2027", multiple=True)
+Clubrep = Flag("clubrep", "a club rep: nonMemberTerm instead of term; no welcome, no csc-general")
+
+# A new account: what `add` takes and its `create` step needs.
+NEW_ACCOUNT = [
+    Uid("uid", "the new account's user name", positional=True),
+    Str("cn", "full name", required=True, max_length=256),
+    Str("given_name", "given name", max_length=128), Str("sn", "surname", max_length=128),
+    Str("program", "academic program", max_length=256),
+    Count("how many terms, from the current one (default 1)"), Terms, Clubrep,
+]

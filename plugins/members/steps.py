@@ -1,0 +1,423 @@
+"""The steps behind the members verbs, each run and undone by the helper of its host."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ceo import terms as T
+from ceo.errors import AlreadyExists, BadInput, CeoError, NotFound, ServiceUnavailable
+from ceo.plugin import Flag, Int, Str, Uid
+from ceo.services import homes, kadmin
+
+from . import accounts as acct
+from . import plugin
+from .messages import WELCOME, announcement
+from .params import NEW_ACCOUNT, STAFF, Address, Clubrep, Count, Terms
+
+REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password must be changed
+
+
+@plugin.verb("create", "Step: allocate numbers, add the LDAP user and its group", role="ldap", allow=STAFF,
+             mutating=True, check=True, hidden=True, params=NEW_ACCOUNT)
+def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
+    acct.terms_choice(terms, term)
+    conn = ctx.ldap()
+    people, groups = acct.people(ctx), acct.groups(ctx)
+    if acct.search(ctx, f"(uid={uid})", ["uid"], base=people) or acct.search(ctx, f"(cn={uid})", ["cn"], base=groups):
+        raise AlreadyExists(f"{uid} already exists")
+    acct.refuse_system_names(ctx, uid)
+    new_terms = list(term) if term else T.interval(T.current(), terms or 1)
+    home = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
+    attrs = {"cn": cn, "uid": uid, "homeDirectory": home,
+             "loginShell": ctx.config.get("members", "shell", "/bin/bash"),
+             ("nonMemberTerm" if clubrep else "term"): new_terms}
+    for key, value in (("givenName", given_name), ("sn", sn), ("program", program)):
+        if value:
+            attrs[key] = value
+    classes = ["top", "account", "posixAccount", "shadowAccount", "member"]
+    if ctx.check:
+        ctx.step("ldap-user", None, describe=f"add uid={uid},{people}: " + acct.show_attrs(attrs)
+                 + ", uidNumber=gidNumber=(first free number)")
+        ctx.step("ldap-group", None, describe=f"add cn={uid},{groups} (personal group)")
+        return {"uid": uid, "uidNumber": None, "terms": new_terms}
+    with acct.number_lock(ctx):
+        number = acct.free_number(ctx)
+        attrs.update(uidNumber=number, gidNumber=number)
+        user_dn, group_dn = f"uid={uid},{people}", f"cn={uid},{groups}"
+        ctx.step("ldap-user", lambda: acct.ldap_ok(ctx, conn.add(user_dn, classes, attrs), f"adding {user_dn}"),
+                 lambda: acct.ldap_ok(ctx, conn.delete(user_dn), f"removing {user_dn}", gone_ok=True), describe=f"added LDAP user {uid} (uid number {number}, "
+                 f"{'club rep ' if clubrep else ''}terms {' '.join(new_terms)})")
+    ctx.step("ldap-group", lambda: acct.ldap_ok(ctx, conn.add(group_dn, ["top", "group", "posixGroup"],
+                                                          {"cn": uid, "gidNumber": number}), f"adding {group_dn}"),
+             lambda: acct.ldap_ok(ctx, conn.delete(group_dn), f"removing {group_dn}", gone_ok=True), describe=f"added personal group {uid}")
+    return {"uid": uid, "uidNumber": number, "terms": new_terms}
+
+
+@plugin.verb("principal", "Step: a Kerberos principal with a temporary password", role="kerberos", allow=STAFF,
+             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
+def principal(ctx, uid):
+    name = f"{uid}@{ctx.config.realm}"
+    if ctx.check:
+        ctx.step("principal", None, describe=f"create principal {name} with a temporary password (must change)")
+        return {"principal": name, "password": None}
+    from kadmin import NewPrincipalKey
+    acct.member_number(ctx, uid)  # only for an account ceo made: never root@, postgres@, ...
+    admin = kadmin.admin(ctx)
+    if kadmin.call(ctx, lambda: admin.principal_exists(name)):
+        raise AlreadyExists(f"principal {name} already exists (remove the orphan with kadmin first)")
+    password = acct.new_password()
+    ctx.step("principal", lambda: kadmin.call(ctx, lambda: admin.add_principal(
+                 name, key=NewPrincipalKey.Password(password), attributes=REQUIRES_PWCHANGE)),
+             lambda: kadmin.call(ctx, lambda: admin.delete_principal(name)),
+             describe=f"created principal {name} (temporary password, must change at first login)")
+    return {"principal": name, "password": password}
+
+
+@plugin.verb("password", "Step: a new temporary password (syscom)", role="kerberos", allow=("syscom",),
+             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
+def password(ctx, uid):
+    name = f"{uid}@{ctx.config.realm}"
+    if ctx.check:
+        ctx.step("password", None, describe=f"set a new temporary password on {name} (must change)")
+        return {"principal": name, "password": None}
+    acct.member_number(ctx, uid)  # members only: system principals are changed with kadmin
+    admin = kadmin.admin(ctx)
+    princ = kadmin.call(ctx, lambda: admin.get_principal(name))
+    if princ is None:
+        raise NotFound(f"no principal {name}")
+    new = acct.new_password()
+
+    # The password first (a change clears the must-change flag), then the flag. Once the
+    # password has changed it is returned whatever happens next: never one nobody was shown.
+    ctx.step("password", lambda: kadmin.call(ctx, lambda: admin.principal_change_password(name, new)),
+             describe=f"set a new temporary password on {name}")
+    ctx.step("must-change", lambda: kadmin.call(ctx, lambda: princ.modify(
+        admin, attributes=princ.attributes | REQUIRES_PWCHANGE)), best_effort=True,
+             describe="required a change at next login")
+    return {"principal": name, "password": new}
+
+
+@plugin.verb("home", "Step: the home directory from the skeleton, and .forward", role="homes", allow=STAFF,
+             mutating=True, check=True, hidden=True,
+             params=[Uid("uid", positional=True), Address])
+def home(ctx, uid, forwarding_address):
+    import shutil
+    base = ctx.config.get("homes", "base", "/users")
+    skel = ctx.config.get("homes", "skeleton", os.path.join(base, "skel"))
+    path = os.path.join(base, uid)
+    if os.path.lexists(path):
+        raise AlreadyExists(f"{path} already exists")
+    if ctx.check:
+        ctx.step("home", None, describe=f"copy {skel} to {path} (owner {uid}, mode 0755)")
+        if forwarding_address:
+            ctx.step("forward", None, describe=f"write {path}/.forward: {', '.join(forwarding_address)}")
+        return {"home": path}
+    uid_number = acct.member_number(ctx, uid)  # from LDAP, never from the client
+    ctx.step("home", lambda: homes.copy_skeleton(skel, path, uid_number), lambda: shutil.rmtree(path),
+             describe=f"made {path} from {skel}")
+    if forwarding_address:
+        ctx.step("forward", lambda: acct.write_forward(path, forwarding_address, uid_number),
+                 describe=f"wrote {path}/.forward ({', '.join(forwarding_address)})")
+    return {"home": path}
+
+
+@plugin.verb("welcome", "Step: the welcome email", role="mail", allow=STAFF, mutating=True, check=True,
+             hidden=True, params=[Uid("uid", positional=True), Str("cn", required=True, max_length=256)])
+def welcome(ctx, uid, cn):
+    from ceo.services import mail
+    to = mail.address(ctx.config, uid)
+    if ctx.check:
+        ctx.step("welcome", None, describe=f"email the welcome message to {to}")
+        return {}
+    domain = ctx.config.get("ceo", "domain")
+    ctx.step("welcome", lambda: mail.send(ctx, to=(cn, to), sender=("Computer Science Club", f"exec@{domain}"),
+                                          subject="Welcome to the Computer Science Club",
+                                          body=WELCOME.format(cn=cn, uid=uid, domain=domain)),
+             describe=f"emailed the welcome message to {to}")
+    return {}
+
+
+@plugin.verb("announce", "Step: tell the ceo list who added whom", role="mail", allow=STAFF, mutating=True,
+             check=True, hidden=True, params=[
+                 Uid("uid", positional=True), Str("cn", required=True, max_length=256),
+                 Str("program", max_length=256), Str("kind", choices=("member", "clubrep"), required=True),
+                 Flag("failed"), Str("details", multiple=True, max_length=500)])
+def announce(ctx, uid, cn, program, kind, failed, details):
+    from ceo.services import mail
+    domain = ctx.config.get("ceo", "domain")
+    to = ctx.config.get("members", "announce_to", f"ceo@{domain}")
+    what = "New Club Rep" if kind == "clubrep" else "New Member"
+    subject = f"{what}: {uid}" + (" (FAILED)" if failed else "")
+    if ctx.check:
+        ctx.step("announce", None, describe=f"email {to}: {subject}")
+        return {}
+    body = announcement(uid, cn, program, ctx.caller, failed, details)
+    ctx.step("announce", lambda: mail.send(ctx, to=("Membership and Accounts", to),
+                                           sender=("ceo", f"ceo@{domain}"), subject=subject, body=body,
+                                           X_Auth_User=ctx.caller, X_New_User=uid),
+             describe=f"announced to {to}")
+    return {}
+
+
+@plugin.verb("info", "Step: a member's LDAP facts", role="ldap", hidden=True, params=[Uid("uid", positional=True)])
+def info(ctx, uid):
+    entry = acct.user(ctx, uid)
+    groups = sorted(e["cn"][0] for e in acct.search(ctx, f"(uniqueMember={acct.esc(acct.dn(ctx, uid))})", ["cn"],
+                                                base=acct.groups(ctx)))
+    return {"uid": uid, "name": acct.first(entry, "cn"), "given_name": acct.first(entry, "givenName"),
+            "sn": acct.first(entry, "sn"), "program": acct.first(entry, "program"),
+            "uidNumber": acct.first(entry, "uidNumber"), "gidNumber": acct.first(entry, "gidNumber"),
+            "home": acct.first(entry, "homeDirectory"), "shell": acct.first(entry, "loginShell"),
+            "terms": T.sort(entry.get("term", [])), "club_rep_terms": T.sort(entry.get("nonMemberTerm", [])),
+            "positions": sorted(entry.get("position", [])), "groups": groups, "locked": acct.locked(entry)}
+
+
+@plugin.verb("forwarding", "Step: a member's forwarding addresses", role="homes", hidden=True,
+             allow=("self", "office", "syscom"), params=[Uid("uid", positional=True)])
+def forwarding(ctx, uid):
+    text = acct.read_forward(os.path.join(acct.home_of(ctx, uid), ".forward"))
+    return {"addresses": [line.strip() for line in (text or "").splitlines() if line.strip()]}
+
+
+@plugin.verb("set_shell", "Step: replace the login shell", role="ldap", allow=("self", "office", "syscom"),
+             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True),
+                                                           Str("shell", required=True, max_length=256)])
+def set_shell(ctx, uid, shell):
+    if shell not in acct.shells():
+        raise BadInput(f"{shell} is not in /etc/shells on {ctx.host}; ask syscom to add it")
+    acct.guard_syscom_member(ctx, uid, "login shell")
+    entry = acct.user(ctx, uid)
+    old = acct.first(entry, "loginShell")
+    if old == shell:
+        ctx.emit({"step": "shell", "status": "unchanged", "message": f"login shell is already {shell}"})
+        return {"changed": False}
+    import ldap3
+    conn, dn = ctx.ldap(), acct.dn(ctx, uid)
+    ctx.step("shell", lambda: acct.ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [shell])]}),
+                                       "changing the shell"),
+             lambda: acct.ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}),
+                              f"restoring the shell of {uid}"),
+             describe=f"login shell: {old} -> {shell}")
+    return {"changed": True}
+
+
+@plugin.verb("set_forwarding", "Step: replace ~/.forward", role="homes", allow=("self", "office", "syscom"),
+             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True), Address])
+def set_forwarding(ctx, uid, forwarding_address):
+    acct.guard_syscom_member(ctx, uid, "forwarding")
+    number = acct.member_number(ctx, uid)
+    path = os.path.join(acct.home_of(ctx, uid, number), ".forward")
+    old = acct.read_forward(path)
+    new = "".join(f"{a}\n" for a in forwarding_address) or None
+    if old == new:
+        ctx.emit({"step": "forward", "status": "unchanged", "message": "forwarding unchanged"})
+        return {"changed": False}
+    describe = (f"forwarding: {', '.join(forwarding_address)}" if forwarding_address else "removed forwarding")
+    ctx.step("forward", lambda: acct.write_forward(os.path.dirname(path), forwarding_address, number),
+             lambda: acct.restore(path, old, number), describe=describe)
+    return {"changed": True}
+
+
+@plugin.verb("lookup", "Step: the terms and locks of many members at once", role="ldap", allow=STAFF,
+             hidden=True, params=[Uid("uids", multiple=True, required=True)])
+def lookup(ctx, uids):
+    if len(uids) > 50000:
+        raise BadInput("at most 50,000 uids at once")
+    found = {}
+    for i in range(0, len(uids), 200):  # a few hundred alternatives per filter
+        flt = "(&(objectClass=posixAccount)(|" + "".join(f"(uid={acct.esc(u)})" for u in uids[i:i + 200]) + "))"
+        for e in acct.search(ctx, flt, ["uid", "term", "nonMemberTerm", "shadowExpire"]):
+            found[e["uid"][0]] = {"term": e.get("term", []), "nonMemberTerm": e.get("nonMemberTerm", []),
+                                  "shadowExpire": int(e["shadowExpire"][0]) if e.get("shadowExpire") else None}
+    return found
+
+
+@plugin.verb("renew_rows", "Step: renew a batch of rows read by the client, LDAP writes pipelined (--csv)",
+             role="ldap", allow=STAFF, mutating=True, hidden=True, audit_rows=True, params=[
+                 Uid("uids", multiple=True, required=True),
+                 Str("adds", "per row: the terms to add, space-separated", multiple=True,
+                     pattern=r"([wsf][0-9]{4}( [wsf][0-9]{4}){0,11})?", describe="terms like 'w2027 s2027'"),
+                 Int("expires", "per row: the shadowExpire the client read, -1 for none", multiple=True, min=-1),
+                 Clubrep])
+def renew_rows(ctx, uids, adds, expires, clubrep):
+    """Each row is one modify, exactly as the client planned it from what it read; all of a
+    batch's modifies are in flight at once. A row whose entry changed since (a term already
+    there, no lock to remove) is redone the careful way; each row gets one event and, if it
+    changed something, one audit record."""
+    import ldap3
+    from ceo.services.directory import connect
+    if not len(uids) == len(adds) == len(expires) or len(uids) > 1000:
+        raise BadInput("uids, adds and expires must be parallel lists of at most 1,000 rows")
+    attr = "nonMemberTerm" if clubrep else "term"
+    conn = ctx.service("ldap-pipelined", lambda: connect(ctx.config, ctx.host, lambda: ctx.session.drop("ldap-pipelined"),
+                                                         pipelined=True))
+    rows = []
+    for uid, add_, expire in zip(uids, adds, expires, strict=True):
+        change = {attr: [(ldap3.MODIFY_ADD, add_.split())]} if add_ else {}
+        if expire >= 0:
+            change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
+        rows.append((uid, add_.split(), expire >= 0, conn.modify(acct.dn(ctx, uid), change)))
+    outcomes, broken = [], None
+    for i, (uid, new, unlock, msgid) in enumerate(rows):
+        row = {"uid": uid, "term": new, "clubrep": clubrep}
+        try:
+            result = conn.response(msgid) if not broken else {"result": -1, "description": broken}
+            code = result["result"]
+        except ServiceUnavailable as exc:  # the connection went: this row may or may not be done
+            broken = f"{exc.message}; run the same file again"
+            code, result = -1, {"description": broken}
+        if code in (16, 20):  # the entry changed since the client read it
+            try:
+                if not new:  # only an unlock was asked, and someone already did it
+                    raise _AlreadyDone
+                careful = renew_terms(_Quiet(ctx), uid, None, new, clubrep)
+                status = "done" if careful["changed"] else "unchanged"
+                message = _renewed(careful["added"], careful["unlocked"], clubrep) if careful["changed"] \
+                    else "already there"
+            except _AlreadyDone:
+                status, message = "unchanged", "already unlocked"
+            except CeoError as err:
+                status, message = "failed", err.message
+        elif code == 0:
+            status, message = "done", _renewed(new, unlock, clubrep)
+        else:
+            status, message = "failed", f"LDAP: {result.get('description')}"
+        if status != "unchanged":
+            ctx.audit({**row, "unlock": unlock}, status if status == "failed" else "done",
+                      message if status == "failed" else None)
+        ctx.emit({"row": i, "status": status, "message": message})
+        outcomes.append({"uid": uid, "status": status, "message": message})
+    return {"rows": outcomes}
+
+
+class _AlreadyDone(Exception):
+    pass
+
+
+class _Quiet:
+    """A context for a nested careful renewal: its steps are done, not announced (the batch
+    reports the row itself)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self.check = False
+        self.steps = type(ctx.steps)(lambda event: None, False)
+
+    def step(self, *args, **kw):
+        return self.steps.run(*args, **kw)
+
+    def emit(self, event):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+@plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=STAFF, mutating=True, check=True,
+             hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
+def renew_terms(ctx, uid, terms, term, clubrep):
+    import ldap3
+    acct.terms_choice(terms, term)
+    entry = acct.user(ctx, uid)
+    attr = "nonMemberTerm" if clubrep else "term"
+    have = set(entry.get(attr, []))
+    known = have | (set(entry.get("term", [])) if clubrep else set())
+    wanted = list(term) if term else T.interval(T.next_unregistered(known), terms or 1)
+    new = [t for t in wanted if t not in have]
+    locked = "shadowExpire" in entry
+    result = {"uid": uid, attr: T.sort(have | set(new)), "added": new, "unlocked": locked}
+    if not new and not locked:
+        ctx.emit({"step": "terms", "status": "unchanged", "message": f"{uid} already has {' '.join(wanted)}"})
+        return {**result, "changed": False}
+    change = {}
+    if new:
+        change[attr] = [(ldap3.MODIFY_ADD, new)]
+    if locked:
+        change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
+    undo = {attr: [(ldap3.MODIFY_DELETE, new)]} if new else {}
+    if locked:
+        undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, entry["shadowExpire"])]
+    conn, dn = ctx.ldap(), acct.dn(ctx, uid)
+    ctx.step("terms", lambda: acct.ldap_ok(ctx, conn.modify(dn, change), f"renewing {uid}"),
+             lambda: acct.ldap_ok(ctx, conn.modify(dn, undo), f"undoing the renewal of {uid}"),
+             describe=f"{uid}: " + _renewed(new, locked, clubrep))
+    return {**result, "changed": True}
+
+
+def _renewed(new, unlocked, clubrep) -> str:
+    return (f"added {'club rep ' if clubrep else ''}terms {' '.join(new)}" if new else "") + \
+        (" and " if new and unlocked else "") + ("unlocked the account" if unlocked else "")
+
+
+@plugin.verb("remove_home", "Step: archive or remove the home directory (syscom)", role="homes",
+             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
+def remove_home(ctx, uid):
+    base = ctx.config.get("homes", "base", "/users")
+    path = os.path.join(base, uid)
+    mode = ctx.config.get("homes", "on_delete", "archive")
+    archive = ctx.config.get("homes", "archive_dir", os.path.join(base, ".deleted"))
+    if not os.path.lexists(path):
+        ctx.emit({"step": "home", "status": "unchanged", "message": f"{path} does not exist"})
+        return {"changed": False}
+    dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}")
+    if ctx.check:
+        ctx.step("home", None, describe=f"{'move' if mode == 'archive' else 'remove'} {path}"
+                 + (f" to {dest}" if mode == "archive" else ""))
+        return {}
+    os.makedirs(archive, mode=0o700, exist_ok=True)
+    # Moved aside first in either mode, so a later failing step can put it back.
+    ctx.step("home", lambda: os.rename(path, dest), lambda: os.rename(dest, path),
+             describe=f"moved {path} to {dest}")
+    return {"archived": dest if mode == "archive" else None, "moved_to": dest, "remove_after": mode != "archive"}
+
+
+@plugin.verb("purge_home", "Step: remove a home moved aside by remove_home (syscom)", role="homes",
+             allow=("syscom",), mutating=True, check=True, hidden=True,
+             params=[Str("path", required=True, max_length=512)])
+def purge_home(ctx, path):
+    import shutil
+    base = ctx.config.get("homes", "base", "/users")
+    archive = os.path.realpath(ctx.config.get("homes", "archive_dir", os.path.join(base, ".deleted")))
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != archive:  # only what remove_home moved aside
+        raise BadInput(f"{path} is not in {archive}")
+    ctx.step("purge", (lambda: shutil.rmtree(real)) if not ctx.check else None, describe=f"removed {real}")
+    return {}
+
+
+@plugin.verb("remove_ldap", "Step: remove group memberships, the user and its group (syscom)", role="ldap",
+             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
+def remove_ldap(ctx, uid):
+    import ldap3
+    conn, dn = ctx.ldap(), acct.dn(ctx, uid)
+    user = acct.user(ctx, uid, all_attrs=True)
+    memberships = [e["dn"] for e in acct.search(ctx, f"(uniqueMember={acct.esc(dn)})", ["cn"], base=acct.groups(ctx))]
+    group_dn = f"cn={uid},{acct.groups(ctx)}"
+    group = acct.search(ctx, "(objectClass=*)", ["*"], base=group_dn, scope="BASE")
+    for gdn in memberships:
+        ctx.step("membership", lambda g=gdn: acct.ldap_ok(ctx, conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_DELETE, [dn])]}),
+                                                      f"leaving {g}"),
+                 lambda g=gdn: acct.ldap_ok(ctx, conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_ADD, [dn])]}), f"rejoining {g}"),
+                 describe=f"removed {uid} from {gdn.split(',')[0][3:]}")
+    if group:
+        ctx.step("group", lambda: acct.ldap_ok(ctx, conn.delete(group_dn), f"deleting {group_dn}"),
+                 lambda: acct.ldap_ok(ctx, conn.add(group_dn, attributes=acct.readd(group[0])), f"restoring {group_dn}"), describe=f"deleted group {uid}")
+    ctx.step("user", lambda: acct.ldap_ok(ctx, conn.delete(dn), f"deleting {dn}"),
+             lambda: acct.ldap_ok(ctx, conn.add(dn, attributes=acct.readd(user)), f"restoring {dn}"), describe=f"deleted LDAP user {uid}")
+    return {}
+
+
+@plugin.verb("remove_principal", "Step: delete the principal (syscom)", role="kerberos", allow=("syscom",),
+             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
+def remove_principal(ctx, uid):
+    name = f"{uid}@{ctx.config.realm}"
+    admin = kadmin.admin(ctx)
+    if not kadmin.call(ctx, lambda: admin.principal_exists(name)):
+        ctx.emit({"step": "principal", "status": "unchanged", "message": f"no principal {name}"})
+        return {"changed": False}
+    ctx.step("principal", (lambda: kadmin.call(ctx, lambda: admin.delete_principal(name))) if not ctx.check else None,
+             describe=f"deleted principal {name}")
+    return {}
+
+
