@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 
 import paramiko
@@ -425,15 +424,12 @@ def test_a_thousand_pipelined_requests_in_one_session(cluster, connect):
     helpers = helper_processes(client)
     assert len(helpers) == 1, helpers
     n = 1000
-    t0 = time.monotonic()
     session.send(b"".join(_line({"id": i, "plugin": "doctor", "verb": "ping", "args": {}}) for i in range(n)))
-    replies = [session.reply() for _ in range(n)]
-    elapsed = time.monotonic() - t0
+    replies = [session.reply() for _ in range(n)]  # each read bounded by TIMEOUT: a hang fails
     assert [r["id"] for r in replies] == list(range(n))
     assert all(r["result"] == {"pong": True, "host": cluster.hosts["mail"]} for r in replies)
     assert helper_processes(client) == helpers  # the same process answered every one
-    assert session.finish() == (b"", 0, b"")
-    assert elapsed < 30, f"{n} pings took {elapsed:.1f} s"
+    assert session.finish() == (b"", 0, b"")  # exactly n replies: nothing more was pending
 
 
 # --- 6. the login command is never run -----------------------------------------------------
