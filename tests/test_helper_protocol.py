@@ -451,18 +451,72 @@ def test_the_command_the_client_asks_for_is_not_run(cluster, connect, command):
     assert not os.path.exists(marker)
 
 
-def test_undo_only_reaches_this_sessions_own_requests(cluster, connect):
-    session = Raw(connect("phosphoric-acid", "ofstaff"))
-    session.hello()
+# --- 7. undo reaches only this session's own requests ----------------------------------------
+
+@pytest.fixture(scope="module")
+def ldap(cluster):
+    """The directory itself (root over ldapi, SASL EXTERNAL): where outcomes are judged."""
+    import ldap3
+    server = ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F"), get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
+                            auto_bind=True)
+    yield conn
+    conn.unbind()
+
+
+def ldap_entry(ldap, dn: str) -> dict | None:
+    """The entry's attributes, or None if LDAP says there is no such entry (any other answer fails)."""
+    import ldap3
+    ldap.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["*"])
+    assert ldap.result["description"] in ("success", "noSuchObject"), ldap.result
+    return ldap.entries[0].entry_attributes_as_dict if ldap.entries else None
+
+
+@pytest.mark.parametrize("other", ["ofstaff", "ctdalek"], ids=["same-user", "syscom"])
+def test_undo_only_reaches_this_sessions_own_requests(cluster, connect, audit, ldap, other):
+    """Session A keeps a request; session B (another SSH session, so another helper process;
+    the same user, or syscom) asks to undo it and is refused, and A's entry stays in LDAP;
+    A itself then undoes it, and LDAP no longer has it."""
     name = f"undo{uuid.uuid4().hex[:8]}"
-    events, final = session.request(1, "testkit", "mkentry", {"name": name}, keep=True)
-    assert "result" in final and events[-1]["status"] == "done"
-    session.send_json({"id": 2, "undo": 99})  # never made here
-    assert_error(session.reply(), "BadRequest", rid=2)
-    session.send_json({"id": 3, "undo": 1})
-    events, final = session.final(3)
-    assert final["result"] == {"undone": 1} and [e["status"] for e in events] == ["undone"]
-    session.send_json({"id": 4, "undo": 1})  # only once
-    assert_error(session.reply(), "BadRequest", rid=4)
-    rest, status, err = session.finish()
-    assert (rest, status) == (b"", 0)
+    dn = f"cn={name},ou=Group,{cluster.base_dn}"
+    made, undo_a, undo_b, again = (f"{what}-{uuid.uuid4()}" for what in ("made", "undo-a", "undo-b", "again"))
+    assert ldap_entry(ldap, dn) is None
+    try:
+        client_a = connect("phosphoric-acid", "ofstaff")
+        a = Raw(client_a)
+        a.hello()
+        events, final = a.request(made, "testkit", "mkentry", {"name": name}, keep=True)
+        assert final == {"id": made, "result": {}}, final
+        assert [e["status"] for e in events] == ["done"], events
+        made_entry = ldap_entry(ldap, dn)
+        assert made_entry is not None and made_entry["cn"] == [name], made_entry
+
+        client_b = connect("phosphoric-acid", other)
+        b = Raw(client_b)
+        assert b.hello()["caller"] == other
+        helpers_a, helpers_b = helper_processes(client_a), helper_processes(client_b)
+        assert len(helpers_a) == len(helpers_b) == 1 and helpers_a != helpers_b, (helpers_a, helpers_b)
+        b.send_json({"id": undo_b, "undo": made})
+        events, reply = b.final(undo_b)
+        assert events == [], events
+        err = assert_error(reply, "BadRequest", rid=undo_b)
+        assert "in this session" in err["message"], err
+        assert b.finish() == (b"", 0, b"")
+        assert ldap_entry(ldap, dn) == made_entry  # A's work is intact, as LDAP has it
+        assert [r["outcome"] for r in audit({made})] == ["done"]
+
+        # A itself still can, once.
+        a.send_json({"id": undo_a, "undo": made})
+        events, reply = a.final(undo_a)
+        assert ldap_entry(ldap, dn) is None  # judged by LDAP first, then by what the helper says
+        assert reply == {"id": undo_a, "result": {"undone": made}}, reply
+        assert [e["status"] for e in events] == ["undone"], events
+        a.send_json({"id": again, "undo": made})
+        assert_error(a.reply(), "BadRequest", rid=again)
+        rest, status, err_out = a.finish()
+        assert (rest, status) == (b"", 0)
+        assert_no_traceback(a, err_out)
+        assert [(r["caller"], r["outcome"]) for r in audit({made})] == [("ofstaff", "done"), ("ofstaff", "undone")]
+    finally:
+        if ldap_entry(ldap, dn) is not None:
+            assert ldap.delete(dn), ldap.result
