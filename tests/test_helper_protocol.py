@@ -198,7 +198,7 @@ def assert_no_traceback(session: Raw, stderr: bytes):
 
 # --- 1. version negotiation -----------------------------------------------------------------
 
-@pytest.mark.parametrize("theirs", [[99, 100], [0, 0]])
+@pytest.mark.parametrize("theirs", [[99, 100], [0, 0], [2, 5]])  # [2, 5]: just above the helper's 1-1
 def test_version_mismatch_is_refused_by_name_and_the_helper_exits(cluster, connect, theirs):
     session = Raw(connect("mail", "regular1"))
     session.send_json({**HELLO, "protocol": theirs})
@@ -214,6 +214,40 @@ def test_version_mismatch_is_refused_by_name_and_the_helper_exits(cluster, conne
     rest, status, err_out = session.drain()
     assert (rest, status) == (b"", 1)
     assert_no_traceback(session, err_out)
+
+
+# Written for the helper in this tree, which speaks protocol 1-1 (ceo/protocol.py).
+@pytest.mark.parametrize("theirs, chosen", [
+    ([1, 5], 1),  # a newer client: the highest the helper speaks
+    ([0, 1], 1),  # an older client: the ranges share exactly one version, the helper's lowest
+    ([1, 1], 1),
+    ([-3, 1], 1),
+], ids=["newer", "older", "same", "wide-below"])
+def test_hello_picks_the_highest_version_both_speak(cluster, connect, theirs, chosen):
+    assert PROTOCOL == (1, 1), "the cases above are written for a helper speaking 1-1: revisit them"
+    session = Raw(connect("coffee", "regular1"))
+    reply = session.hello(protocol=theirs)
+    assert reply["protocol"] == chosen, reply
+    _, ping = session.request(1, "doctor", "ping")  # and it goes on serving at that version
+    assert ping == {"id": 1, "result": {"pong": True, "host": cluster.hosts["coffee"]}}, ping
+    assert session.finish() == (b"", 0, b"")
+
+
+@pytest.mark.parametrize("theirs, ours, chosen", [
+    ((1, 5), (2, 4), 4),  # the highest shared, not the lowest
+    ((4, 9), (2, 4), 4),  # overlapping at exactly one version, the helper's highest
+    ((0, 2), (2, 4), 2),  # ... or its lowest
+    ((3, 3), (2, 4), 3),
+    ((5, 6), (2, 4), None),
+    ((0, 1), (2, 4), None),
+    ((4, 2), (2, 4), None),  # an empty range shares nothing
+    (None, (1, 2), None),  # no range at all
+    ([1], (1, 2), None),  # half a range
+], ids=["highest-shared", "one-at-top", "one-at-bottom", "inside", "above", "below", "empty", "none", "half"])
+def test_negotiate_picks_the_highest_shared_version(theirs, ours, chosen):
+    """Pure logic, for the ranges a helper speaking only 1-1 cannot show over the wire."""
+    from ceo.protocol import negotiate
+    assert negotiate(list(theirs) if isinstance(theirs, tuple) else theirs, ours) == chosen
 
 
 @pytest.mark.parametrize("host", HOSTS)
