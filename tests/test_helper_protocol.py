@@ -303,6 +303,47 @@ def test_identity_cannot_be_claimed(cluster, connect, audit, envelope, args, nam
     assert_only_refusals(audit({rid}), "regular1", {rid})
 
 
+def sudo_helper(env: dict, *lines) -> tuple[list[dict], int, str]:
+    """The sandbox's ceo-helper on phosphoric-acid (its own UTS namespace and host name, as the
+    sandbox runs sshd), started as root with the environment sudo would give it (as
+    `sudo -n ceo-helper` from a shell on the host: no SSH_USER_AUTH), fed `lines`."""
+    import subprocess
+    from sandbox import topology
+    argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$1"', topology.fqdn("phosphoric-acid"),
+            str(topology.HELPER)]
+    proc = subprocess.run(argv, input=b"".join(_line(m) for m in lines), capture_output=True, timeout=60,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SUDO_COMMAND": str(topology.HELPER), **env})
+    return [json.loads(line) for line in proc.stdout.splitlines()], proc.returncode, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("who", ["another-users-uid", "roots-uid", "no-uid", "unknown-user"])
+def test_sudo_uid_must_match_sudo_user(cluster, audit, who):
+    """The helper believes sudo's SUDO_USER only when SUDO_UID is that user's uid (from NSS,
+    i.e. LDAP): otherwise it refuses before reading a single request."""
+    import pwd
+    regular1, ctdalek = pwd.getpwnam("regular1").pw_uid, pwd.getpwnam("ctdalek").pw_uid
+    assert regular1 != ctdalek
+    env = {"another-users-uid": {"SUDO_USER": "regular1", "SUDO_UID": str(ctdalek)},
+           "roots-uid": {"SUDO_USER": "regular1", "SUDO_UID": "0"},
+           "no-uid": {"SUDO_USER": "regular1"},
+           "unknown-user": {"SUDO_USER": "nosuchuser", "SUDO_UID": str(regular1)}}[who]
+    rid = f"sudo-{uuid.uuid4()}"
+    request = {"id": rid, "plugin": "testkit", "verb": "staffonly", "args": {"note": "x"}}
+    # The same environment with the matching uid is believed: only the uid differs above.
+    good, status, stderr = sudo_helper({"SUDO_USER": "regular1", "SUDO_UID": str(regular1)},
+                                       HELLO, {"id": 1, "plugin": "testkit", "verb": "whoami", "args": {}})
+    assert (status, stderr) == (0, ""), (good, stderr)
+    assert (good[0]["caller"], good[0]["host"]) == ("regular1", cluster.hosts["phosphoric-acid"]), good
+    assert good[1]["result"]["caller"] == "regular1", good
+
+    replies, status, stderr = sudo_helper(env, HELLO, request)
+    assert (status, stderr) == (3, ""), (replies, stderr)
+    assert len(replies) == 1, replies  # no hello, and the request is never read
+    err = assert_error(replies[0], "NotPermitted", rid=NO_ID, exit_code=3)
+    assert (env.get("SUDO_USER") if who == "unknown-user" else "does not match") in err["message"], err
+    assert audit({rid}) == []
+
+
 def test_staff_request_is_done_and_audited_once(cluster, connect, audit):
     session = Raw(connect("phosphoric-acid", "ofstaff"))
     assert session.hello()["caller"] == "ofstaff"
