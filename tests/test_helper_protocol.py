@@ -123,6 +123,25 @@ def audit(cluster):
     return new_records
 
 
+@pytest.fixture(scope="module")
+def ldap(cluster):
+    """The directory itself (root over ldapi, SASL EXTERNAL): where outcomes are judged."""
+    import ldap3
+    server = ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F"), get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
+                            auto_bind=True)
+    yield conn
+    conn.unbind()
+
+
+def ldap_entry(ldap, dn: str) -> dict | None:
+    """The entry's attributes, or None if LDAP says there is no such entry (any other answer fails)."""
+    import ldap3
+    ldap.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["*"])
+    assert ldap.result["description"] in ("success", "noSuchObject"), ldap.result
+    return ldap.entries[0].entry_attributes_as_dict if ldap.entries else None
+
+
 def assert_only_refusals(records: list[dict], caller: str, refused_ids):
     """Exactly the audit records the protocol promises for refused requests, and nothing else.
 
@@ -360,6 +379,59 @@ def test_staff_request_is_done_and_audited_once(cluster, connect, audit):
     assert record["args"] == {"note": note} and "error" not in record
 
 
+# A raw client skips the CLI's checks: the helper's own validation must refuse an address an
+# MTA would read as a pipe, a file or an include, and write nothing.
+HOSTILE_FORWARDS = {
+    "pipe": ["|/bin/sh -c 'touch /tmp/ceo-forward-pwned'"],
+    "pipe-bare": ["|/usr/bin/procmail"],
+    "pipe-at": ["|/bin/sh@example.org"],
+    "quoted-pipe": ['"|/bin/sh"@example.org'],
+    "file": ["/var/mail/regular1"],
+    "file-home": ["/users/regular1/mbox"],
+    "include": [":include:/etc/aliases"],
+    "local-escape": ["\\regular1"],
+    "good-then-pipe": ["regular1@example.org", "|/bin/sh"],  # a good address does not carry a bad one
+    "two-in-one": ["regular1@example.org, |/bin/sh"],
+}
+
+
+@pytest.mark.parametrize("addresses", HOSTILE_FORWARDS.values(), ids=HOSTILE_FORWARDS.keys())
+def test_a_raw_client_cannot_set_a_pipe_or_file_as_forwarding(cluster, connect, audit, ldap, addresses):
+    home = "/users/regular1"
+    dn = f"uid=regular1,ou=People,{cluster.base_dn}"
+    before = ldap_entry(ldap, dn), sorted(os.listdir(home)), _read_bytes(f"{home}/.forward")
+    assert before[0] is not None
+    try:
+        session = Raw(connect("phosphoric-acid", "regular1"))
+        assert session.hello()["caller"] == "regular1"
+        rid = f"fwd-{uuid.uuid4()}"
+        events, reply = session.request(rid, "members", "set_forwarding",
+                                        {"uid": "regular1", "forwarding_address": addresses})
+        # Nothing written: ~/.forward (and the home's listing: no temporary file), the LDAP entry.
+        assert (ldap_entry(ldap, dn), sorted(os.listdir(home)), _read_bytes(f"{home}/.forward")) == before
+        assert events == [], events
+        err = assert_error(reply, "BadInput", rid=rid)
+        assert err["message"].startswith("forwarding_address: ") and "not an email address" in err["message"], err
+        assert session.finish() == (b"", 0, b"")
+        assert_only_refusals(audit({rid}), "regular1", {rid})
+        assert audit({rid})[0]["args"] == {"uid": "(not valid)", "forwarding_address": "(not valid)"}
+    finally:  # had the helper written, put the member's home back as it was
+        for name in set(os.listdir(home)) - set(before[1]):
+            os.unlink(f"{home}/{name}")
+        if before[2] is not None and _read_bytes(f"{home}/.forward") != before[2]:
+            with open(f"{home}/.forward", "wb") as f:
+                f.write(before[2])
+        assert (sorted(os.listdir(home)), _read_bytes(f"{home}/.forward")) == before[1:]
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 # --- 3. garbage gets one error reply per line, and the helper keeps serving ---------------
 
 BIG = 10 * 1024 * 1024  # a 10 MiB line: ten times what the helper reads
@@ -527,25 +599,6 @@ def test_the_command_the_client_asks_for_is_not_run(cluster, connect, command):
 
 
 # --- 7. undo reaches only this session's own requests ----------------------------------------
-
-@pytest.fixture(scope="module")
-def ldap(cluster):
-    """The directory itself (root over ldapi, SASL EXTERNAL): where outcomes are judged."""
-    import ldap3
-    server = ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F"), get_info=ldap3.NONE)
-    conn = ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
-                            auto_bind=True)
-    yield conn
-    conn.unbind()
-
-
-def ldap_entry(ldap, dn: str) -> dict | None:
-    """The entry's attributes, or None if LDAP says there is no such entry (any other answer fails)."""
-    import ldap3
-    ldap.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["*"])
-    assert ldap.result["description"] in ("success", "noSuchObject"), ldap.result
-    return ldap.entries[0].entry_attributes_as_dict if ldap.entries else None
-
 
 @pytest.mark.parametrize("other", ["ofstaff", "ctdalek"], ids=["same-user", "syscom"])
 def test_undo_only_reaches_this_sessions_own_requests(cluster, connect, audit, ldap, other):
