@@ -16,7 +16,7 @@ import socket
 import sys
 import traceback
 
-from . import __version__
+from . import __version__, policy
 from .config import Config, DEFAULT_CONFIG, DEFAULT_INVENTORY
 from .context import Context
 from .errors import BadInput, BadRequest, CeoError, NotPermitted, PartlyDone, VersionMismatch
@@ -253,39 +253,8 @@ class Server:
         args = ctx.args = verb.validate(message.get("args", {}))
         if message.get("check") and verb.mutating and not verb.check:
             raise BadInput(f"{verb.qualname} has no --check mode")
-        self.authorize(verb, args, ctx)
+        policy.authorize(ctx, verb, args)
         return args
-
-    def authorize(self, verb, args, ctx):
-        allow, caller = verb.allow, self.session.caller
-        if "any" in allow:
-            return
-        if "self" in allow and args.get(verb.target) == caller:
-            return
-        groups = self.session.groups()
-        if any(role in groups for role in ("syscom", "office") if role in allow):
-            return
-        target = args.get(verb.target)
-        if "club-member" in allow and isinstance(target, str) and target in groups:
-            return
-        if "member" in allow and self.is_member(caller):
-            return
-        if verb.permit is not None:
-            verdict = verb.permit(ctx, args)
-            if verdict is True:
-                return
-            if isinstance(verdict, str):
-                raise NotPermitted(f"{verb.qualname}: {verdict}")
-        needed = " or ".join({"self": f"being {args.get(verb.target)}",
-                              "club-member": f"membership in {args.get(verb.target)}",
-                              "member": "a current membership"}.get(r, r) for r in allow)
-        raise NotPermitted(f"{verb.qualname} needs {needed}; {caller} has none of these")
-
-    def is_member(self, uid: str) -> bool:
-        from . import terms
-        from .services.directory import user_dn
-        return bool(self.session.ldap().entries(user_dn(self.session.config, uid), f"(term={terms.current()})",
-                                                ["uid"], "BASE"))
 
     def audit(self, verb, args, ctx, outcome, error=None):
         if not verb.mutating or ctx.check or verb.audit_rows:

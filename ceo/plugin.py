@@ -11,10 +11,8 @@ the two can never disagree. This module stays light: `ceo --help` imports every 
                  params=[ListName("list"), Str("who", positional=True)])
     def subscribe(ctx, list, who): ...
 
-Roles in `allow`: `syscom`, `office` (groups), `self` (the caller is the `target` parameter),
-`club-member` (the caller is in the group named by `target`), `member` (the caller has a
-current term), `any` (anyone the session authenticated). `permit=fn(ctx, args)` adds a rule of
-the plugin's own (e.g. list owners may see their list's members).
+Who may: the roles in `allow`, and the rules `permit` (who else may) and `guard` (what even
+an admitted caller may not), all from `ceo/policy.py`, which says what each means.
 
 A verb's result `{"changed": false, ...}` says it found nothing to do: reported as unchanged,
 and a client step that changed nothing registers no undo.
@@ -25,8 +23,7 @@ from __future__ import annotations
 import re
 
 from .errors import BadInput
-
-ROLES = ("syscom", "office", "self", "club-member", "member", "any")
+from .policy import ROLES
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -145,7 +142,7 @@ def Term(name="term", help="a term, e.g. w2027", **kw):
 class Verb:
     def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
                  mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None,
-                 permit=None, audit_rows=False):
+                 permit=None, guard=None, audit_rows=False):
         for r in allow:
             if r not in ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
@@ -155,9 +152,10 @@ class Verb:
         self.role, self.allow, self.params = role, tuple(allow), list(params)
         self.check, self.mutating, self.hidden, self.confirm = check, mutating, hidden, confirm
         self.composite, self.render = composite, render
-        # A plugin's own extra rule, run by the helper when the roles in `allow` do not
-        # admit the caller: permit(ctx, args) -> True to allow, or a reason string to refuse.
-        self.permit = permit
+        # Rules from ceo/policy.py: permit(ctx, args) -> True admits a caller the roles did
+        # not (a reason string refuses); guard(ctx, args) raises NotPermitted for what even
+        # an admitted caller may not do.
+        self.permit, self.guard = permit, guard
         # A batch verb audits each row itself (ctx.audit) instead of the request as a whole.
         self.audit_rows = audit_rows
         positional = [p.name for p in self.params if p.positional]

@@ -7,6 +7,7 @@ pre-verified, pre-confirmed and pre-approved: no confirmation mail round trip.
 
 from __future__ import annotations
 
+from ceo import policy
 from ceo.errors import NotFound
 from ceo.services import mailman
 from ceo.plugin import EMAIL, Plugin, Str
@@ -17,29 +18,6 @@ ListName = Str("list", "a list, e.g. csc-general", positional=True, metavar="LIS
                pattern=r"[a-z0-9][a-z0-9._-]{0,63}", describe="a list name such as csc-general")
 Who = Str("who", "a user name (meaning uid@the club's domain) or an email address", positional=True,
           metavar="WHO", pattern=rf"[a-z][a-z0-9-]{{0,31}}|{EMAIL}", describe="a user name or an email address")
-
-
-# --- authorization: members act on their own address, on open lists only ----------------------
-
-def _own_address(ctx, args) -> bool:
-    who = args["who"]
-    return who == ctx.caller or who.lower() == f"{ctx.caller}@{_domain(ctx)}"
-
-
-def _self_service(ctx, args):
-    if not _own_address(ctx, args):
-        return None
-    open_lists = ctx.config.getlist("mailman", "open_lists", "csc-general")
-    if args["list"] in open_lists:
-        return True
-    return f"members may subscribe or unsubscribe themselves only on {', '.join(open_lists)}; " \
-           f"{args['list']} needs office or syscom"
-
-
-def _list_owner(ctx, args):
-    mlist = mailman.get_list(ctx, args["list"])
-    owners = mailman.call(ctx, lambda: {m.email.lower() for m in mlist.owners})
-    return True if f"{ctx.caller}@{_domain(ctx)}" in owners else None
 
 
 # --- verbs ------------------------------------------------------------------------------------
@@ -75,7 +53,7 @@ def _render_members(console, result):
 
 
 @plugin.verb("members", "The subscribers of a list (office, syscom, and the list's owners)", role="mail",
-             allow=("office", "syscom"), permit=_list_owner, params=[ListName], render=_render_members)
+             allow=("office", "syscom"), permit=policy.list_owner, params=[ListName], render=_render_members)
 def members(ctx, list):
     mlist = mailman.get_list(ctx, list)
     return [{"address": m.email, "name": m.display_name or ""}
@@ -83,14 +61,14 @@ def members(ctx, list):
 
 
 @plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", role="mail",
-             allow=("office", "syscom"), permit=_self_service, mutating=True, check=True,
+             allow=("office", "syscom"), permit=policy.own_address_on_open_list, mutating=True, check=True,
              params=[ListName, Who])
 def subscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=True)
 
 
 @plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", role="mail",
-             allow=("office", "syscom"), permit=_self_service, mutating=True, check=True,
+             allow=("office", "syscom"), permit=policy.own_address_on_open_list, mutating=True, check=True,
              params=[ListName, Who])
 def unsubscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=False)
@@ -136,10 +114,6 @@ def _set_membership(ctx, list, who, subscribed: bool):
 
 # --- plumbing ---------------------------------------------------------------------------------
 
-def _domain(ctx) -> str:
-    return ctx.config.get("mailman", "member_domain") or ctx.config.get("ceo", "domain")
-
-
 def _address(ctx, who: str) -> tuple[str, str | None]:
     """A uid means uid@domain, and must exist; an address is used as given."""
     if "@" in who:
@@ -149,6 +123,6 @@ def _address(ctx, who: str) -> tuple[str, str | None]:
     found = ctx.ldap().entries(user_dn(ctx.config, who), "(objectClass=posixAccount)", ["cn"], "BASE")
     if not found:
         raise NotFound(f"no user {who!r}")
-    return f"{who}@{_domain(ctx)}", found[0].get("cn", [None])[0]
+    return mailman.member_address(ctx, who), found[0].get("cn", [None])[0]
 
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 from ..errors import NotFound, ServiceUnavailable
 
 
+def member_address(ctx, uid: str) -> str:
+    """The address a member's uid stands for on the lists."""
+    return f"{uid}@{ctx.config.get('mailman', 'member_domain') or ctx.config.get('ceo', 'domain')}"
+
+
 def url(ctx) -> str:
     return ctx.config.get("mailman", "url", "http://localhost:8001/3.1")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import time
 
-from ceo.errors import AlreadyExists, BadInput, NotFound, NotPermitted, ServiceUnavailable
+from ceo.errors import AlreadyExists, BadInput, NotFound, ServiceUnavailable
+from ceo import policy
 from ceo.services import directory, homes
 
 def terms_choice(count, explicit):
@@ -61,53 +62,11 @@ def locked(entry) -> bool:
     return bool(expire) and int(expire[0]) <= int(time.time() // 86400)
 
 
-RESERVED = ("root admin administrator postmaster abuse hostmaster webmaster www mail ceo exec syscom office "
-            "staff skel nobody sudo adm wheel operator")
-
-
-def refuse_system_names(ctx, uid):
-    """A member may not take a name the system or the mail already uses: a personal group
-    called `sudo` or `adm` would be a group the hosts grant rights to."""
-    import grp
-    import pwd
-    reserved = set(ctx.config.getlist("members", "reserved", RESERVED))
-    for known, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
-        try:
-            lookup(uid)
-        except KeyError:
-            continue
-        raise AlreadyExists(f"{uid} is already a {known} on {ctx.host}")
-    if uid in reserved:
-        raise BadInput(f"{uid} is a reserved name")
-
-
-def member_number(ctx, uid) -> int:
-    """The uid number of an account ceo manages: an LDAP member in the member range."""
-    entry = search(ctx, "(&(objectClass=member)(objectClass=posixAccount))", ["uidNumber"],
-                    base=dn(ctx, uid), scope="BASE")
-    low = int(ctx.config.get("members", "uid_min", "20001"))
-    high = int(ctx.config.get("members", "uid_max", "29999"))
-    number = int(entry[0]["uidNumber"][0]) if entry and entry[0].get("uidNumber") else None
-    if number is None or not low <= number <= high:
-        raise NotPermitted(f"{uid} is not a member account ceo manages")
-    return number
-
-
 def home_of(ctx, uid, number: int | None = None) -> str:
     """base/uid, if it is a real directory (not a link) owned by the member."""
     path = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
-    number = member_number(ctx, uid) if number is None else number
+    number = policy.managed_member_number(ctx, uid) if number is None else number
     return homes.owned_dir(path, number, uid)
-
-
-def guard_syscom_member(ctx, uid, what):
-    """A syscom member's account is changed only by themself or by syscom."""
-    if uid != ctx.caller and "syscom" not in ctx.groups and in_group(ctx, uid, "syscom"):
-        raise NotPermitted(f"only syscom may change the {what} of {uid}, a syscom member")
-
-
-def in_group(ctx, uid, group) -> bool:
-    return bool(search(ctx, f"(&(cn={group})(uniqueMember={esc(dn(ctx, uid))}))", ["cn"], base=groups(ctx)))
 
 
 def readd(entry) -> dict:

@@ -2,8 +2,6 @@
 
 from ceo.plugin import Email, Flag, Int, Str, Term, Uid
 
-STAFF = ("office", "syscom")
-
 Address = Email("forwarding_address", "an address to forward mail to (repeatable)", multiple=True)
 
 

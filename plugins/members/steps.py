@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from ceo import policy
 from ceo import terms as T
 from ceo.errors import AlreadyExists, BadInput, CeoError, NotFound, ServiceUnavailable
 from ceo.plugin import Flag, Int, Str, Uid
@@ -13,12 +14,12 @@ from ceo.services import homes, kadmin
 from . import accounts as acct
 from . import plugin
 from .messages import WELCOME, announcement
-from .params import NEW_ACCOUNT, STAFF, Address, Clubrep, Count, Terms
+from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
 
 REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password must be changed
 
 
-@plugin.verb("create", "Step: allocate numbers, add the LDAP user and its group", role="ldap", allow=STAFF,
+@plugin.verb("create", "Step: allocate numbers, add the LDAP user and its group", role="ldap", allow=policy.STAFF,
              mutating=True, check=True, hidden=True, params=NEW_ACCOUNT)
 def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     acct.terms_choice(terms, term)
@@ -26,7 +27,7 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     people, groups = acct.people(ctx), acct.groups(ctx)
     if acct.search(ctx, f"(uid={uid})", ["uid"], base=people) or acct.search(ctx, f"(cn={uid})", ["cn"], base=groups):
         raise AlreadyExists(f"{uid} already exists")
-    acct.refuse_system_names(ctx, uid)
+    policy.refuse_reserved_name(ctx, uid)
     new_terms = list(term) if term else T.interval(T.current(), terms or 1)
     home = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
     attrs = {"cn": cn, "uid": uid, "homeDirectory": home,
@@ -54,7 +55,7 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     return {"uid": uid, "uidNumber": number, "terms": new_terms}
 
 
-@plugin.verb("principal", "Step: a Kerberos principal with a temporary password", role="kerberos", allow=STAFF,
+@plugin.verb("principal", "Step: a Kerberos principal with a temporary password", role="kerberos", allow=policy.STAFF,
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def principal(ctx, uid):
     name = f"{uid}@{ctx.config.realm}"
@@ -62,7 +63,7 @@ def principal(ctx, uid):
         ctx.step("principal", None, describe=f"create principal {name} with a temporary password (must change)")
         return {"principal": name, "password": None}
     from kadmin import NewPrincipalKey
-    acct.member_number(ctx, uid)  # only for an account ceo made: never root@, postgres@, ...
+    policy.managed_member_number(ctx, uid)  # only for an account ceo made: never root@, postgres@, ...
     admin = kadmin.admin(ctx)
     if kadmin.call(ctx, lambda: admin.principal_exists(name)):
         raise AlreadyExists(f"principal {name} already exists (remove the orphan with kadmin first)")
@@ -81,7 +82,7 @@ def password(ctx, uid):
     if ctx.check:
         ctx.step("password", None, describe=f"set a new temporary password on {name} (must change)")
         return {"principal": name, "password": None}
-    acct.member_number(ctx, uid)  # members only: system principals are changed with kadmin
+    policy.managed_member_number(ctx, uid)  # members only: system principals are changed with kadmin
     admin = kadmin.admin(ctx)
     princ = kadmin.call(ctx, lambda: admin.get_principal(name))
     if princ is None:
@@ -98,7 +99,7 @@ def password(ctx, uid):
     return {"principal": name, "password": new}
 
 
-@plugin.verb("home", "Step: the home directory from the skeleton, and .forward", role="homes", allow=STAFF,
+@plugin.verb("home", "Step: the home directory from the skeleton, and .forward", role="homes", allow=policy.STAFF,
              mutating=True, check=True, hidden=True,
              params=[Uid("uid", positional=True), Address])
 def home(ctx, uid, forwarding_address):
@@ -113,7 +114,7 @@ def home(ctx, uid, forwarding_address):
         if forwarding_address:
             ctx.step("forward", None, describe=f"write {path}/.forward: {', '.join(forwarding_address)}")
         return {"home": path}
-    uid_number = acct.member_number(ctx, uid)  # from LDAP, never from the client
+    uid_number = policy.managed_member_number(ctx, uid)  # from LDAP, never from the client
     ctx.step("home", lambda: homes.copy_skeleton(skel, path, uid_number), lambda: shutil.rmtree(path),
              describe=f"made {path} from {skel}")
     if forwarding_address:
@@ -122,7 +123,7 @@ def home(ctx, uid, forwarding_address):
     return {"home": path}
 
 
-@plugin.verb("welcome", "Step: the welcome email", role="mail", allow=STAFF, mutating=True, check=True,
+@plugin.verb("welcome", "Step: the welcome email", role="mail", allow=policy.STAFF, mutating=True, check=True,
              hidden=True, params=[Uid("uid", positional=True), Str("cn", required=True, max_length=256)])
 def welcome(ctx, uid, cn):
     from ceo.services import mail
@@ -138,7 +139,7 @@ def welcome(ctx, uid, cn):
     return {}
 
 
-@plugin.verb("announce", "Step: tell the ceo list who added whom", role="mail", allow=STAFF, mutating=True,
+@plugin.verb("announce", "Step: tell the ceo list who added whom", role="mail", allow=policy.STAFF, mutating=True,
              check=True, hidden=True, params=[
                  Uid("uid", positional=True), Str("cn", required=True, max_length=256),
                  Str("program", max_length=256), Str("kind", choices=("member", "clubrep"), required=True),
@@ -181,12 +182,11 @@ def forwarding(ctx, uid):
 
 
 @plugin.verb("set_shell", "Step: replace the login shell", role="ldap", allow=("self", "office", "syscom"),
-             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True),
+             guard=policy.syscom_member_guard, mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True),
                                                            Str("shell", required=True, max_length=256)])
 def set_shell(ctx, uid, shell):
     if shell not in acct.shells():
         raise BadInput(f"{shell} is not in /etc/shells on {ctx.host}; ask syscom to add it")
-    acct.guard_syscom_member(ctx, uid, "login shell")
     entry = acct.user(ctx, uid)
     old = acct.first(entry, "loginShell")
     if old == shell:
@@ -203,10 +203,10 @@ def set_shell(ctx, uid, shell):
 
 
 @plugin.verb("set_forwarding", "Step: replace ~/.forward", role="homes", allow=("self", "office", "syscom"),
-             mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True), Address])
+             guard=policy.syscom_member_guard, mutating=True, check=True, hidden=True,
+             params=[Uid("uid", positional=True), Address])
 def set_forwarding(ctx, uid, forwarding_address):
-    acct.guard_syscom_member(ctx, uid, "forwarding")
-    number = acct.member_number(ctx, uid)
+    number = policy.managed_member_number(ctx, uid)
     path = os.path.join(acct.home_of(ctx, uid, number), ".forward")
     old = acct.read_forward(path)
     new = "".join(f"{a}\n" for a in forwarding_address) or None
@@ -219,7 +219,7 @@ def set_forwarding(ctx, uid, forwarding_address):
     return {"changed": True}
 
 
-@plugin.verb("lookup", "Step: the terms and locks of many members at once", role="ldap", allow=STAFF,
+@plugin.verb("lookup", "Step: the terms and locks of many members at once", role="ldap", allow=policy.STAFF,
              hidden=True, params=[Uid("uids", multiple=True, required=True)])
 def lookup(ctx, uids):
     if len(uids) > 50000:
@@ -234,7 +234,7 @@ def lookup(ctx, uids):
 
 
 @plugin.verb("renew_rows", "Step: renew a batch of rows read by the client, LDAP writes pipelined (--csv)",
-             role="ldap", allow=STAFF, mutating=True, hidden=True, audit_rows=True, params=[
+             role="ldap", allow=policy.STAFF, mutating=True, hidden=True, audit_rows=True, params=[
                  Uid("uids", multiple=True, required=True),
                  Str("adds", "per row: the terms to add, space-separated", multiple=True,
                      pattern=r"([wsf][0-9]{4}( [wsf][0-9]{4}){0,11})?", describe="terms like 'w2027 s2027'"),
@@ -314,7 +314,7 @@ class _Quiet:
         return getattr(self._ctx, name)
 
 
-@plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=STAFF, mutating=True, check=True,
+@plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=policy.STAFF, mutating=True, check=True,
              hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
     import ldap3

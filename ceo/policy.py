@@ -1,0 +1,132 @@
+"""Who may do what: every authorization rule of ceo is in this file or in a verb's declaration.
+
+A verb declares the roles that admit a caller (`allow`), and may name two rules from here:
+`permit`, who else may (a list's owners may see its members), and `guard`, what even an
+admitted caller may not (office may not change a syscom member's forwarding). The helper
+calls `authorize` before the verb runs; nothing in a verb's body decides who may.
+
+Roles in `allow`:
+  syscom, office  members of those LDAP groups
+  self            the caller is the verb's target parameter (`target`, else its first positional)
+  club-member     the caller is in the group its target names
+  member          the caller has a current term
+  any             anyone the session authenticated
+"""
+
+from __future__ import annotations
+
+from .errors import AlreadyExists, BadInput, NotPermitted
+
+ROLES = ("syscom", "office", "self", "club-member", "member", "any")
+STAFF = ("office", "syscom")
+
+
+def authorize(ctx, verb, args: dict):
+    """Raise NotPermitted unless the caller may run `verb` with `args`."""
+    if not _admitted(ctx, verb, args):
+        needed = " or ".join({"self": f"being {args.get(verb.target)}",
+                              "club-member": f"membership in {args.get(verb.target)}",
+                              "member": "a current membership"}.get(r, r) for r in verb.allow)
+        raise NotPermitted(f"{verb.qualname} needs {needed}; {ctx.caller} has none of these")
+    if verb.guard is not None:
+        verb.guard(ctx, args)
+
+
+def _admitted(ctx, verb, args) -> bool:
+    allow, caller = verb.allow, ctx.caller
+    if "any" in allow:
+        return True
+    if "self" in allow and args.get(verb.target) == caller:
+        return True
+    groups = ctx.groups
+    if any(role in groups for role in STAFF if role in allow):
+        return True
+    target = args.get(verb.target)
+    if "club-member" in allow and isinstance(target, str) and target in groups:
+        return True
+    if "member" in allow and _is_member(ctx, caller):
+        return True
+    if verb.permit is not None:
+        verdict = verb.permit(ctx, args)
+        if verdict is True:
+            return True
+        if isinstance(verdict, str):
+            raise NotPermitted(f"{verb.qualname}: {verdict}")
+    return False
+
+
+def _is_member(ctx, uid: str) -> bool:
+    from . import terms
+    from .services.directory import user_dn
+    return bool(ctx.ldap().entries(user_dn(ctx.config, uid), f"(term={terms.current()})", ["uid"], "BASE"))
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+def syscom_member_guard(ctx, args):
+    """Guard: a syscom member's account is changed only by themself or by syscom."""
+    uid = args["uid"]
+    if uid != ctx.caller and "syscom" not in ctx.groups and _in_group(ctx, uid, "syscom"):
+        raise NotPermitted(f"only syscom may change the account of {uid}, a syscom member")
+
+
+def _in_group(ctx, uid: str, group: str) -> bool:
+    from .services import directory
+    return group in directory.groups_of(ctx.ldap(), ctx.config, uid)
+
+
+RESERVED = ("root admin administrator postmaster abuse hostmaster webmaster www mail ceo exec syscom office "
+            "staff skel nobody sudo adm wheel operator")
+
+
+def refuse_reserved_name(ctx, uid: str):
+    """A new account may not take a name the system or the mail already uses: a personal
+    group called `sudo` or `adm` would be a group the hosts grant rights to."""
+    import grp
+    import pwd
+    reserved = set(ctx.config.getlist("members", "reserved", RESERVED))
+    for known, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
+        try:
+            lookup(uid)
+        except KeyError:
+            continue
+        raise AlreadyExists(f"{uid} is already a {known} on {ctx.host}")
+    if uid in reserved:
+        raise BadInput(f"{uid} is a reserved name")
+
+
+def managed_member_number(ctx, uid: str) -> int:
+    """The uid number of an account ceo manages (an LDAP member in the member range); ceo
+    changes no other account's principal, password or home: never root@, postgres@, ..."""
+    from .services.directory import user_dn
+    entry = ctx.ldap().entries(user_dn(ctx.config, uid), "(&(objectClass=member)(objectClass=posixAccount))",
+                               ["uidNumber"], "BASE")
+    low = int(ctx.config.get("members", "uid_min", "20001"))
+    high = int(ctx.config.get("members", "uid_max", "29999"))
+    number = int(entry[0]["uidNumber"][0]) if entry and entry[0].get("uidNumber") else None
+    if number is None or not low <= number <= high:
+        raise NotPermitted(f"{uid} is not a member account ceo manages")
+    return number
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+def own_address_on_open_list(ctx, args):
+    """Permit: members may subscribe or unsubscribe their own address, on the open lists."""
+    from .services import mailman
+    who = args["who"]
+    if not (who == ctx.caller or who.lower() == mailman.member_address(ctx, ctx.caller)):
+        return None
+    open_lists = ctx.config.getlist("mailman", "open_lists", "csc-general")
+    if args["list"] in open_lists:
+        return True
+    return f"members may subscribe or unsubscribe themselves only on {', '.join(open_lists)}; " \
+           f"{args['list']} needs office or syscom"
+
+
+def list_owner(ctx, args):
+    """Permit: a list's owners may see its members."""
+    from .services import mailman
+    mlist = mailman.get_list(ctx, args["list"])
+    owners = mailman.call(ctx, lambda: {m.email.lower() for m in mlist.owners})
+    return True if mailman.member_address(ctx, ctx.caller) in owners else None
