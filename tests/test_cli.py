@@ -30,15 +30,37 @@ def inventory_with(tmp_path, **host_vars) -> str:
     return str(path)
 
 
-def ldap_has(cluster, name: str) -> bool:
+def ldap_root(cluster):
     import ldap3
-    conn = ldap3.Connection(ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")),
+    return ldap3.Connection(ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")),
                             authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
                             auto_bind=True)
+
+
+def ldap_has(cluster, name: str) -> bool:
+    conn = ldap_root(cluster)
     conn.search(f"ou=Group,{cluster.base_dn}", f"(cn={name})", attributes=["cn"])
     found = bool(conn.entries)
     conn.unbind()
     return found
+
+
+def ldap_subtree(cluster, name: str) -> list[str]:
+    """The DNs at and under cn=NAME,ou=Group (none if it does not exist), children first."""
+    import ldap3
+    conn = ldap_root(cluster)
+    conn.search(f"cn={name},ou=Group,{cluster.base_dn}", "(objectClass=*)", ldap3.SUBTREE, attributes=["cn"])
+    assert conn.result["result"] in (0, 32), conn.result  # 32: no such entry
+    dns = sorted((e.entry_dn for e in conn.entries), key=len, reverse=True)
+    conn.unbind()
+    return dns
+
+
+def ldap_remove_subtree(cluster, name: str):
+    conn = ldap_root(cluster)
+    for dn in ldap_subtree(cluster, name):
+        assert conn.delete(dn), conn.result
+    conn.unbind()
 
 
 def audit_lines(cluster) -> list[dict]:
@@ -178,21 +200,40 @@ def test_locked_account_is_refused_with_a_clear_message(cluster):
     assert proc.returncode == 3 and "refused the login" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args", [
-    ["testkit", "confirmed", "x; DROP"], ["testkit", "confirmed", "*)(uid=*"], ["testkit", "confirmed", "../etc"],
-    ["testkit", "confirmed", "a\nb"], ["testkit", "multistep", "ok", "--fail-at", "7"],
-    ["testkit", "nosuchverb"], ["nosuchplugin"], ["testkit", "staffonly", "--note", "line\nbreak"],
-])
-def test_bad_input_is_one_line_exit_2(cluster, args):
-    proc = ceo(cluster, "ofstaff", *args)
+GROUP_NAME = "is not a group name (a lower-case letter, then letters, digits, '_' or '-')"
+
+
+# --yes: without it the confirmation refusal (also exit 2, one line) would hide a missing check.
+@pytest.mark.parametrize("args, message", [
+    (["testkit", "confirmed", "x; DROP", "--yes"], f"ceo: name: 'x; DROP' {GROUP_NAME}"),
+    (["testkit", "confirmed", "*)(uid=*", "--yes"], f"ceo: name: '*)(uid=*' {GROUP_NAME}"),
+    (["testkit", "confirmed", "../etc", "--yes"], f"ceo: name: '../etc' {GROUP_NAME}"),
+    (["testkit", "confirmed", "a\nb", "--yes"], "ceo: name: 'a\\nb' contains a control character (newline?)"),
+    (["testkit", "multistep", "{name}", "--fail-at", "7"], "ceo: fail_at: 7 is outside 0..3"),
+    (["testkit", "nosuchverb"], "ceo testkit: argument VERB: invalid choice: 'nosuchverb' (choose from "),
+    (["nosuchplugin"], "ceo: argument PLUGIN: invalid choice: 'nosuchplugin' (choose from "),
+    (["testkit", "staffonly", "--note", "line\nbreak"], "ceo: note: 'line\\nbreak' contains a control character"),
+], ids=["semicolon", "ldap-filter", "dot-dot", "newline", "out-of-range", "no-verb", "no-plugin", "note-newline"])
+def test_bad_input_is_one_line_exit_2(cluster, args, message):
+    name = f"bi{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    proc = ceo(cluster, "ofstaff", *[a.format(name=name) for a in args])
     assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
+    assert proc.stdout == ""
+    # Refused by the client's own check: no helper saw it (a helper audits even a refusal), nothing made.
+    assert audit_lines(cluster)[before:] == []
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
 
 
 def test_confirmation_needs_yes_without_a_terminal(cluster):
+    before = len(audit_lines(cluster))
     proc = ceo(cluster, "ofstaff", "testkit", "confirmed", "thing")
-    assert proc.returncode == 2 and "pass --yes" in proc.stderr
+    assert (proc.returncode, proc.stderr) == (2, "ceo: Really do nothing to thing? Needs confirmation: pass --yes\n")
+    assert audit_lines(cluster)[before:] == []
     assert ceo(cluster, "ofstaff", "testkit", "confirmed", "thing", "--yes").returncode == 0
+    assert [(r["verb"], r["args"], r["outcome"]) for r in audit_lines(cluster)[before:]] == [
+        ("confirmed", {"name": "thing"}, "done")]
 
 
 def test_missing_inventory_and_config(cluster, tmp_path):
@@ -305,8 +346,7 @@ def test_best_effort_step_warns_and_keeps_the_rest(cluster):
 def test_unknown_or_changed_host_key_is_refused(cluster, tmp_path):
     cfg = tmp_path / "ceo.ini"
     known = tmp_path / "known_hosts"
-    other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
-    assert other.returncode == 0
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
     known.write_text("phosphoric-acid.csclub.internal " + (tmp_path / "k.pub").read_text().rsplit(" ", 1)[0] + "\n")
     cfg.write_text(f"[ssh]\nknown_hosts = {known}\n")
     proc = ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping")
