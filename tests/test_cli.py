@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -383,6 +385,153 @@ def test_shell_completion_of_plugins_and_verbs(cluster):
                               env=env).stdout.split()
     assert "doctor" in complete("ceo do")
     assert {"subscribe", "unsubscribe"} <= set(complete("ceo lists "))
+
+
+
+# --- undo that fails, across hosts ---------------------------------------------------------------
+
+def test_an_undo_that_fails_leaves_partly_done_exit_4(cluster):
+    # Steps 1 and 2 on phosphoric-acid, step 3 fails on coffee. Step 2 (--pin) also put a child
+    # entry under step 1's entry, so slapd refuses step 1's undo: the client must say so, exit 4.
+    name = f"pd{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    try:
+        proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--pin", "--fail-at", "3", "--json")
+        assert proc.returncode == 4, proc.stderr
+        assert proc.stderr == (f"ceo: the databases step: injected failure on the databases host; "
+                               f"could not undo: LDAP entry cn={name}\n")
+        doc = json.loads(proc.stdout)
+        assert (doc["ok"], doc["error"]["name"], doc["error"]["exit"]) == (False, "PartlyDone", 4)
+        assert doc["error"]["details"] == {"not_undone": [f"LDAP entry cn={name}"]}
+        pa, coffee = "phosphoric-acid.csclub.internal", "coffee.csclub.internal"
+        assert [(s["host"], s["status"], s["step"]) for s in doc["steps"]] == [
+            (pa, "done", "ldap-entry"), (pa, "done", "directory"), (coffee, "failed", "the databases step"),
+            (pa, "undone", f"made directory /users/{name}"), (pa, "undo-failed", f"added LDAP entry cn={name}"),
+            ("", "undo-failed", f"LDAP entry cn={name}")]
+        assert "notAllowedOnNonLeaf" in doc["steps"][4]["message"]
+        # What is really left: the directory was undone, the entry (and its child) could not be.
+        assert not Path(f"/users/{name}").exists()
+        base = f"cn={name},ou=Group,{cluster.base_dn}"
+        assert ldap_subtree(cluster, name) == [f"cn=pin,{base}", base]
+        assert [(r["verb"], r["outcome"]) for r in audit_lines(cluster)[before:]] == [
+            ("mkentry", "done"), ("mkdir", "done"), ("explode", "failed"), ("mkdir", "undone"),
+            ("mkentry", "partly undone")]
+    finally:
+        ldap_remove_subtree(cluster, name)
+        if Path(f"/users/{name}").exists():
+            shutil.rmtree(f"/users/{name}")
+        assert ldap_subtree(cluster, name) == [] and not Path(f"/users/{name}").exists()
+
+
+# --- an unexpected exception on the helper -----------------------------------------------------------
+
+CRASH = "ceo: internal error in testkit.crash on phosphoric-acid.csclub.internal: KeyError (details in the helper's log)"
+CRASH_DETAIL = "testkit-crash-detail-7f3a"  # the KeyError's text: in the helper's log only
+
+
+@pytest.mark.parametrize("extra", [[], ["-v"], ["--json"]])
+def test_helper_bug_reaches_the_client_as_one_generic_line(cluster, extra):
+    proc = ceo(cluster, "ofstaff", "testkit", "crash", *extra)
+    assert (proc.returncode, proc.stderr) == (1, CRASH + "\n")
+    assert "Traceback" not in proc.stdout and CRASH_DETAIL not in proc.stdout
+    if extra == ["--json"]:
+        doc = json.loads(proc.stdout)
+        assert doc == {"ok": False, "error": {"name": "CeoError", "exit": 1, "message": CRASH[len("ceo: "):]}}
+    else:
+        assert proc.stdout == ""
+
+
+def run_with_syslog(cluster, tmp_path, user, argv) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run argv (and the helpers it starts as subprocesses) in a mount namespace of their own
+    whose /dev/log is a datagram socket this test reads: syslog, which the sandbox does not run.
+    /dev gets an overlay there, so nothing changes for any other process."""
+    sock_path, dev = tmp_path / "log.sock", tmp_path / "dev"
+    dev.mkdir()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    script = f"""set -e
+        mount -t tmpfs -o mode=0755 ceo-test-dev {dev}
+        mkdir {dev}/upper {dev}/work
+        : > {dev}/upper/log
+        mount -t overlay ceo-test-dev -o lowerdir=/dev,upperdir={dev}/upper,workdir={dev}/work /dev
+        mount --bind {sock_path} /dev/log
+        exec "$@"
+    """
+    try:
+        proc = cluster.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv], user)
+        lines = []
+        sock.setblocking(False)
+        while True:  # syslog(3) sends before the helper answers: all of it is queued by now
+            try:
+                lines.append(sock.recv(65536).decode())
+            except BlockingIOError:
+                return proc, lines
+    finally:
+        sock.close()
+
+
+def test_helper_bug_traceback_is_in_the_helpers_log_only(cluster, tmp_path):
+    inv = inventory_with(tmp_path, ansible_connection="local")
+    proc, log = run_with_syslog(cluster, tmp_path, "ofstaff", ["ceo", "-i", inv, "testkit", "crash", "-v"])
+    assert (proc.returncode, proc.stderr, proc.stdout) == (1, CRASH + "\n", "")
+    helper = [line for line in log if "ceo-helper[" in line]
+    assert any(line.endswith("internal error in testkit.crash:") for line in helper), log
+    assert any(line.endswith("Traceback (most recent call last):") for line in helper), log
+    assert any(line.endswith(f"KeyError: '{CRASH_DETAIL}'") for line in helper), log
+    assert any("testkit.py" in line and "in crash" in line for line in helper), log
+
+
+# --- global and common options --------------------------------------------------------------------
+
+def test_ceo_config_from_the_environment(cluster, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")  # a config whose known hosts are none: every host key is unknown
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(f"[ssh]\nknown_hosts = {known}\n")
+    env = cluster.env("ofstaff", CEO_CONFIG=str(cfg))
+    proc = subprocess.run(["ceo", "doctor", "ping"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "is not known" in proc.stderr, proc.stderr
+    # -c wins over $CEO_CONFIG
+    proc = subprocess.run(["ceo", "-c", "/etc/csc/ceo.ini", "doctor", "ping"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    # a config named by $CEO_CONFIG must exist, like one named by -c
+    env["CEO_CONFIG"] = str(tmp_path / "none.ini")
+    proc = subprocess.run(["ceo", "doctor", "ping"], capture_output=True, text=True, env=env)
+    assert (proc.returncode, proc.stderr) == (2, f"ceo: config {tmp_path / 'none.ini'} does not exist\n")
+
+
+def test_dry_run_is_check_mode(cluster):
+    name = f"dr{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    proc = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["check"] is True and [s["status"] for s in doc["steps"]] == ["would", "would", "would"]
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
+    assert audit_lines(cluster)[before:] == []
+
+
+def test_verbose_names_the_host_of_each_step(cluster):
+    name = f"vb{uuid.uuid4().hex[:8]}"
+    quiet = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check")
+    loud = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check", "-v")
+    assert (quiet.returncode, loud.returncode) == (0, 0), quiet.stderr + loud.stderr
+    steps = [f"~ added LDAP entry cn={name}", f"~ made directory /users/{name}", "~ the third step"]
+    assert quiet.stdout.splitlines() == [*steps, "(check mode: nothing was changed)"]
+    assert loud.stdout.splitlines() == [*(f"{s} (phosphoric-acid.csclub.internal)" for s in steps),
+                                        "(check mode: nothing was changed)"]
+
+
+def test_host_picks_the_inventory_host_to_ask(cluster):
+    def where(*args):
+        proc = ceo(cluster, "ofstaff", "testkit", "whoami", "--json", *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["result"]["host"]  # the helper's own host name
+    assert where() == "phosphoric-acid.csclub.internal"  # the inventory's first host
+    assert where("--host", "coffee.csclub.internal") == "coffee.csclub.internal"
+    assert where("--host", "mail.csclub.internal") == "mail.csclub.internal"
+    proc = ceo(cluster, "ofstaff", "testkit", "whoami", "--host", "nowhere.csclub.internal")
+    assert (proc.returncode, proc.stderr) == (2, "ceo: no host 'nowhere.csclub.internal' in /etc/csc/hosts.ini\n")
 
 
 if __name__ == "__main__":
