@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -317,13 +319,110 @@ def test_entry_point_plugins_are_found(cluster, tmp_path):
     assert "thirdparty   entry point in thirdparty_ceo-1.0.dist-info" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_site_plugins_must_be_root_owned_for_the_helper(tmp_path):
-    from ceo.discovery import discover
+PLUGIN_FILE = """
+    import os, sys
+    from ceo.plugin import Plugin
+    with open({marker!r}, "a") as f:  # who imported this file: ceo or ceo-helper
+        f.write(os.path.basename(sys.argv[0]) + "\\n")
+    plugin = Plugin({plugin!r}, "from {path}")
+    @plugin.verb({verb!r}, "where it ran", role="any", allow=("any",))
+    def where(ctx):
+        return {{"host": ctx.host}}
+"""
+
+
+def plugin_file(path: Path, plugin: str, verb: str = "where") -> Path:
+    text = PLUGIN_FILE.format(marker=str(path) + ".seen", plugin=plugin, path=path, verb=verb)
+    path.write_text(textwrap.dedent(text))
+    path.chmod(0o644)
+    return path
+
+
+def importers(path: Path) -> set[str]:
+    seen = Path(str(path) + ".seen")
+    return set(seen.read_text().split()) if seen.exists() else set()
+
+
+def test_the_first_source_wins_when_two_declare_the_same_plugin(cluster, tmp_path):
     site = tmp_path / "site"
-    site.mkdir(mode=0o777)
-    os.chmod(site, 0o777)
-    reg = discover(str(site), strict=True)
-    assert "(site)" in reg.broken and "writable by root only" in reg.broken["(site)"][1]
+    site.mkdir()
+    same_file = plugin_file(site / "doctor.py", "doctor", "impostor")  # a bundled plugin's file name
+    other_file = plugin_file(site / "zzdoctor.py", "doctor", "impostor")  # another name, the same plugin
+    site_dupe = plugin_file(site / "dupe.py", "dupe", "fromsite")  # an entry point's name too
+    entry_dupe = plugin_file(tmp_path / "dupe_ceo.py", "dupe", "fromentry")
+    entry_lists = plugin_file(tmp_path / "lists_ceo.py", "lists", "impostor")  # a bundled one's name
+    dist = tmp_path / "dupe_ceo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[ceo.plugins]\ndupe = dupe_ceo\nlists = lists_ceo\n")
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(f"[plugins]\nsite_dir = {site}\n")
+    proc = _python(f"from ceo import cli; cli.main(['-c', {str(cfg)!r}, 'plugins'])", PYTHONPATH=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert lines["doctor"].startswith(f"{'doctor':12} {'bundled':30} ") and "impostor" not in lines["doctor"]
+    assert lines["lists"].startswith(f"{'lists':12} {'bundled':30} ") and "impostor" not in lines["lists"]
+    assert lines["dupe"] == f"{'dupe':12} entry point in dupe_ceo-1.0.dist-info fromentry"
+    assert lines["zzdoctor"] == f"{'zzdoctor':12} {'site dir ' + str(site):30} BROKEN: declares plugin 'doctor', " \
+                                "already found (bundled)"
+    # A file whose name was taken is not even imported; one of another name must be, to learn its plugin.
+    assert (importers(same_file), importers(site_dupe), importers(entry_lists)) == (set(), set(), set())
+    assert importers(other_file) == importers(entry_dupe) == {"-c"}  # python -c
+    # and the bundled doctor is the one that runs
+    proc = ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def helper_site(cluster, tmp_path):
+    """A site dir of this test's own for the client and every helper of the sandbox: the sandbox's
+    /etc/csc/ceo.ini (the one the helpers read through sudo) names it until the test ends."""
+    ini = Path("/etc/csc/ceo.ini")
+    original = ini.read_text()
+    site = tmp_path / "site"
+    site.mkdir()
+    site.chmod(0o755)
+    changed, count = re.subn(r"(?m)^site_dir = .*$", f"site_dir = {site}", original)
+    assert count == 1
+    ini.write_text(changed)
+    try:
+        yield site
+    finally:
+        ini.write_text(original)
+
+
+def test_a_site_plugin_loads_in_the_helper(cluster, helper_site):
+    ok = plugin_file(helper_site / "okplug.py", "okplug")
+    proc = ceo(cluster, "ofstaff", "okplug", "where", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["result"] == {"host": "phosphoric-acid.csclub.internal"}
+    assert importers(ok) == {"ceo", "ceo-helper"}
+
+
+@pytest.mark.parametrize("change", ["owned by a user", "group-writable", "world-writable"])
+def test_the_helper_loads_no_site_file_that_non_root_could_change(cluster, helper_site, change):
+    ok = plugin_file(helper_site / "okplug.py", "okplug")
+    bad = plugin_file(helper_site / "badplug.py", "badplug")
+    if change == "owned by a user":
+        os.chown(bad, pwd.getpwnam("regular1").pw_uid, -1)
+    else:
+        bad.chmod(0o664 if change == "group-writable" else 0o646)
+    proc = ceo(cluster, "ofstaff", "badplug", "where")
+    assert (proc.returncode, proc.stderr) == (2, "ceo: unknown verb badplug.where\n")
+    assert ceo(cluster, "ofstaff", "okplug", "where").returncode == 0  # the others still load
+    # the helper (root) never ran the file; the client (the user's own process) did
+    assert (importers(bad), importers(ok)) == ({"ceo"}, {"ceo", "ceo-helper"})
+
+
+@pytest.mark.parametrize("change", ["owned by a user", "group-writable"])
+def test_the_helper_loads_nothing_from_a_site_dir_non_root_could_change(cluster, helper_site, change):
+    ok = plugin_file(helper_site / "okplug.py", "okplug")
+    if change == "owned by a user":
+        os.chown(helper_site, pwd.getpwnam("regular1").pw_uid, -1)
+    else:
+        helper_site.chmod(0o775)
+    proc = ceo(cluster, "ofstaff", "okplug", "where")
+    assert (proc.returncode, proc.stderr) == (2, "ceo: unknown verb okplug.where\n")
+    assert importers(ok) == {"ceo"}
 
 
 def test_version():
@@ -425,7 +524,8 @@ def test_an_undo_that_fails_leaves_partly_done_exit_4(cluster):
 
 # --- an unexpected exception on the helper -----------------------------------------------------------
 
-CRASH = "ceo: internal error in testkit.crash on phosphoric-acid.csclub.internal: KeyError (details in the helper's log)"
+CRASH = ("ceo: internal error in testkit.crash on phosphoric-acid.csclub.internal: KeyError "
+         "(details in the helper's log)")
 CRASH_DETAIL = "testkit-crash-detail-7f3a"  # the KeyError's text: in the helper's log only
 
 
