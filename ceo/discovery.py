@@ -119,6 +119,10 @@ def discover(site_dir: str | None = None, strict: bool = False) -> Registry:
         except Exception as exc:  # reported by name; the other plugins keep working
             reg.broken[name] = (source, f"{type(exc).__name__}: {exc}")
             continue
+        if plugin.name in reg.plugins:  # a file of another name may declare it: the first still wins
+            first = reg.plugins[plugin.name].source
+            reg.broken[name] = (source, f"declares plugin {plugin.name!r}, already found ({first})")
+            continue
         plugin.source = source
         reg.plugins[plugin.name] = plugin
     return reg

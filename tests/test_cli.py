@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -30,15 +35,37 @@ def inventory_with(tmp_path, **host_vars) -> str:
     return str(path)
 
 
-def ldap_has(cluster, name: str) -> bool:
+def ldap_root(cluster):
     import ldap3
-    conn = ldap3.Connection(ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")),
+    return ldap3.Connection(ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")),
                             authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="",
                             auto_bind=True)
+
+
+def ldap_has(cluster, name: str) -> bool:
+    conn = ldap_root(cluster)
     conn.search(f"ou=Group,{cluster.base_dn}", f"(cn={name})", attributes=["cn"])
     found = bool(conn.entries)
     conn.unbind()
     return found
+
+
+def ldap_subtree(cluster, name: str) -> list[str]:
+    """The DNs at and under cn=NAME,ou=Group (none if it does not exist), children first."""
+    import ldap3
+    conn = ldap_root(cluster)
+    conn.search(f"cn={name},ou=Group,{cluster.base_dn}", "(objectClass=*)", ldap3.SUBTREE, attributes=["cn"])
+    assert conn.result["result"] in (0, 32), conn.result  # 32: no such entry
+    dns = sorted((e.entry_dn for e in conn.entries), key=len, reverse=True)
+    conn.unbind()
+    return dns
+
+
+def ldap_remove_subtree(cluster, name: str):
+    conn = ldap_root(cluster)
+    for dn in ldap_subtree(cluster, name):
+        assert conn.delete(dn), conn.result
+    conn.unbind()
 
 
 def audit_lines(cluster) -> list[dict]:
@@ -68,9 +95,11 @@ def test_doctor_fails_when_a_service_is_down(cluster, tmp_path):
     inv = inventory_with(tmp_path, ansible_connection="local")
     cfg = tmp_path / "ceo.ini"
     cfg.write_text(Path("/etc/csc/ceo.ini").read_text().replace(":8001/", ":8009/"))
-    proc = cluster.run(["ceo", "-i", inv, "-c", str(cfg), "doctor"], "ofstaff")
-    assert proc.returncode == 1
-    assert "mailman" in proc.stdout and "FAIL" in proc.stdout
+    proc = cluster.run(["ceo", "-i", inv, "-c", str(cfg), "doctor", "--json"], "ofstaff")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    failed = [(c["host"], c["check"]) for c in doc["result"]["checks"] if not c["ok"]]
+    assert doc["ok"] is False and failed == [("mail.csclub.internal", "mail: mailman")]
 
 
 # --- authorization ---------------------------------------------------------------------------
@@ -107,15 +136,27 @@ def test_multistep_failure_at_step_three_leaves_no_trace(cluster):
     assert not Path(f"/users/{name}").exists()
 
 
+def remove_entry_and_directory(cluster, name):
+    """Cleanup through the hidden verbs (which still run), each checked; then nothing is left."""
+    for verb, exists in (("rmentry", lambda: ldap_has(cluster, name)),
+                         ("rmdir", lambda: Path(f"/users/{name}").exists())):
+        if exists():
+            proc = ceo(cluster, "ofstaff", "testkit", verb, name)
+            assert proc.returncode == 0, proc.stderr
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
+
+
 def test_multistep_success_does_every_step(cluster):
     name = f"ms{uuid.uuid4().hex[:8]}"
-    proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--json")
-    assert proc.returncode == 0, proc.stderr
-    steps = [s["status"] for s in json.loads(proc.stdout)["steps"]]
-    assert steps.count("done") >= 2 and "undone" not in steps
-    assert ldap_has(cluster, name) and Path(f"/users/{name}").is_dir()
-    ceo(cluster, "ofstaff", "testkit", "rmentry", name)  # hidden verbs still run
-    assert not ldap_has(cluster, name)
+    try:
+        proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--json")
+        assert proc.returncode == 0, proc.stderr
+        steps = [(s["host"], s["status"]) for s in json.loads(proc.stdout)["steps"]]
+        assert steps == [("phosphoric-acid.csclub.internal", "done"), ("phosphoric-acid.csclub.internal", "done"),
+                         ("coffee.csclub.internal", "done")]
+        assert ldap_has(cluster, name) and Path(f"/users/{name}").is_dir()
+    finally:
+        remove_entry_and_directory(cluster, name)
 
 
 def test_helper_side_steps_roll_back(cluster):
@@ -178,21 +219,40 @@ def test_locked_account_is_refused_with_a_clear_message(cluster):
     assert proc.returncode == 3 and "refused the login" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args", [
-    ["testkit", "confirmed", "x; DROP"], ["testkit", "confirmed", "*)(uid=*"], ["testkit", "confirmed", "../etc"],
-    ["testkit", "confirmed", "a\nb"], ["testkit", "multistep", "ok", "--fail-at", "7"],
-    ["testkit", "nosuchverb"], ["nosuchplugin"], ["testkit", "staffonly", "--note", "line\nbreak"],
-])
-def test_bad_input_is_one_line_exit_2(cluster, args):
-    proc = ceo(cluster, "ofstaff", *args)
+GROUP_NAME = "is not a group name (a lower-case letter, then letters, digits, '_' or '-')"
+
+
+# --yes: without it the confirmation refusal (also exit 2, one line) would hide a missing check.
+@pytest.mark.parametrize("args, message", [
+    (["testkit", "confirmed", "x; DROP", "--yes"], f"ceo: name: 'x; DROP' {GROUP_NAME}"),
+    (["testkit", "confirmed", "*)(uid=*", "--yes"], f"ceo: name: '*)(uid=*' {GROUP_NAME}"),
+    (["testkit", "confirmed", "../etc", "--yes"], f"ceo: name: '../etc' {GROUP_NAME}"),
+    (["testkit", "confirmed", "a\nb", "--yes"], "ceo: name: 'a\\nb' contains a control character (newline?)"),
+    (["testkit", "multistep", "{name}", "--fail-at", "7"], "ceo: fail_at: 7 is outside 0..3"),
+    (["testkit", "nosuchverb"], "ceo testkit: argument VERB: invalid choice: 'nosuchverb' (choose from "),
+    (["nosuchplugin"], "ceo: argument PLUGIN: invalid choice: 'nosuchplugin' (choose from "),
+    (["testkit", "staffonly", "--note", "line\nbreak"], "ceo: note: 'line\\nbreak' contains a control character"),
+], ids=["semicolon", "ldap-filter", "dot-dot", "newline", "out-of-range", "no-verb", "no-plugin", "note-newline"])
+def test_bad_input_is_one_line_exit_2(cluster, args, message):
+    name = f"bi{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    proc = ceo(cluster, "ofstaff", *[a.format(name=name) for a in args])
     assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
+    assert proc.stdout == ""
+    # Refused by the client's own check: no helper saw it (a helper audits even a refusal), nothing made.
+    assert audit_lines(cluster)[before:] == []
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
 
 
 def test_confirmation_needs_yes_without_a_terminal(cluster):
+    before = len(audit_lines(cluster))
     proc = ceo(cluster, "ofstaff", "testkit", "confirmed", "thing")
-    assert proc.returncode == 2 and "pass --yes" in proc.stderr
+    assert (proc.returncode, proc.stderr) == (2, "ceo: Really do nothing to thing? Needs confirmation: pass --yes\n")
+    assert audit_lines(cluster)[before:] == []
     assert ceo(cluster, "ofstaff", "testkit", "confirmed", "thing", "--yes").returncode == 0
+    assert [(r["verb"], r["args"], r["outcome"]) for r in audit_lines(cluster)[before:]] == [
+        ("confirmed", {"name": "thing"}, "done")]
 
 
 def test_missing_inventory_and_config(cluster, tmp_path):
@@ -260,22 +320,116 @@ def test_entry_point_plugins_are_found(cluster, tmp_path):
     assert "thirdparty   entry point in thirdparty_ceo-1.0.dist-info" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_site_plugins_must_be_root_owned_for_the_helper(tmp_path):
-    from ceo.discovery import discover
+PLUGIN_FILE = """
+    import os, sys
+    from ceo.plugin import Plugin
+    with open({marker!r}, "a") as f:  # who imported this file: ceo or ceo-helper
+        f.write(os.path.basename(sys.argv[0]) + "\\n")
+    plugin = Plugin({plugin!r}, "from {path}")
+    @plugin.verb({verb!r}, "where it ran", role="any", allow=("any",))
+    def where(ctx):
+        return {{"host": ctx.host}}
+"""
+
+
+def plugin_file(path: Path, plugin: str, verb: str = "where") -> Path:
+    text = PLUGIN_FILE.format(marker=str(path) + ".seen", plugin=plugin, path=path, verb=verb)
+    path.write_text(textwrap.dedent(text))
+    path.chmod(0o644)
+    return path
+
+
+def importers(path: Path) -> set[str]:
+    seen = Path(str(path) + ".seen")
+    return set(seen.read_text().split()) if seen.exists() else set()
+
+
+def test_the_first_source_wins_when_two_declare_the_same_plugin(cluster, tmp_path):
     site = tmp_path / "site"
-    site.mkdir(mode=0o777)
-    os.chmod(site, 0o777)
-    reg = discover(str(site), strict=True)
-    assert "(site)" in reg.broken and "writable by root only" in reg.broken["(site)"][1]
+    site.mkdir()
+    same_file = plugin_file(site / "doctor.py", "doctor", "impostor")  # a bundled plugin's file name
+    other_file = plugin_file(site / "zzdoctor.py", "doctor", "impostor")  # another name, the same plugin
+    site_dupe = plugin_file(site / "dupe.py", "dupe", "fromsite")  # an entry point's name too
+    entry_dupe = plugin_file(tmp_path / "dupe_ceo.py", "dupe", "fromentry")
+    entry_lists = plugin_file(tmp_path / "lists_ceo.py", "lists", "impostor")  # a bundled one's name
+    dist = tmp_path / "dupe_ceo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[ceo.plugins]\ndupe = dupe_ceo\nlists = lists_ceo\n")
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(f"[plugins]\nsite_dir = {site}\n")
+    proc = _python(f"from ceo import cli; cli.main(['-c', {str(cfg)!r}, 'plugins'])", PYTHONPATH=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert lines["doctor"].startswith(f"{'doctor':12} {'bundled':30} ") and "impostor" not in lines["doctor"]
+    assert lines["lists"].startswith(f"{'lists':12} {'bundled':30} ") and "impostor" not in lines["lists"]
+    assert lines["dupe"] == f"{'dupe':12} entry point in dupe_ceo-1.0.dist-info fromentry"
+    assert lines["zzdoctor"] == f"{'zzdoctor':12} {'site dir ' + str(site):30} BROKEN: declares plugin 'doctor', " \
+                                "already found (bundled)"
+    # A file whose name was taken is not even imported; one of another name must be, to learn its plugin.
+    assert (importers(same_file), importers(site_dupe), importers(entry_lists)) == (set(), set(), set())
+    assert importers(other_file) == importers(entry_dupe) == {"-c"}  # python -c
+    # and the bundled doctor is the one that runs
+    proc = ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def helper_site(cluster, tmp_path):
+    """A site dir of this test's own for the client and every helper of the sandbox: the sandbox's
+    /etc/csc/ceo.ini (the one the helpers read through sudo) names it until the test ends."""
+    ini = Path("/etc/csc/ceo.ini")
+    original = ini.read_text()
+    site = tmp_path / "site"
+    site.mkdir()
+    site.chmod(0o755)
+    changed, count = re.subn(r"(?m)^site_dir = .*$", f"site_dir = {site}", original)
+    assert count == 1
+    ini.write_text(changed)
+    try:
+        yield site
+    finally:
+        ini.write_text(original)
+
+
+def test_a_site_plugin_loads_in_the_helper(cluster, helper_site):
+    ok = plugin_file(helper_site / "okplug.py", "okplug")
+    proc = ceo(cluster, "ofstaff", "okplug", "where", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["result"] == {"host": "phosphoric-acid.csclub.internal"}
+    assert importers(ok) == {"ceo", "ceo-helper"}
+
+
+@pytest.mark.parametrize("change", ["owned by a user", "group-writable", "world-writable"])
+def test_the_helper_loads_no_site_file_that_non_root_could_change(cluster, helper_site, change):
+    ok = plugin_file(helper_site / "okplug.py", "okplug")
+    bad = plugin_file(helper_site / "badplug.py", "badplug")
+    if change == "owned by a user":
+        os.chown(bad, pwd.getpwnam("regular1").pw_uid, -1)
+    else:
+        bad.chmod(0o664 if change == "group-writable" else 0o646)
+    proc = ceo(cluster, "ofstaff", "badplug", "where")
+    assert (proc.returncode, proc.stderr) == (2, "ceo: unknown verb badplug.where\n")
+    assert ceo(cluster, "ofstaff", "okplug", "where").returncode == 0  # the others still load
+    # the helper (root) never ran the file; the client (the user's own process) did
+    assert (importers(bad), importers(ok)) == ({"ceo"}, {"ceo", "ceo-helper"})
+
+
+@pytest.mark.parametrize("change", ["owned by a user", "group-writable"])
+def test_the_helper_loads_nothing_from_a_site_dir_non_root_could_change(cluster, helper_site, change):
+    ok = plugin_file(helper_site / "okplug.py", "okplug")
+    if change == "owned by a user":
+        os.chown(helper_site, pwd.getpwnam("regular1").pw_uid, -1)
+    else:
+        helper_site.chmod(0o775)
+    proc = ceo(cluster, "ofstaff", "okplug", "where")
+    assert (proc.returncode, proc.stderr) == (2, "ceo: unknown verb okplug.where\n")
+    assert importers(ok) == {"ceo"}
 
 
 def test_version():
+    from ceo import __version__
     proc = subprocess.run([str(REPO / ".venv" / "bin" / "ceo"), "--version"], capture_output=True, text=True)
-    assert proc.returncode == 0 and proc.stdout.startswith("ceo ")
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
+    assert (proc.returncode, proc.stdout) == (0, f"ceo {__version__}\n")
 
 
 @pytest.mark.parametrize("user, code", [("regular2", 0), ("clubrep1", 0), ("regular1", 3), ("ofstaff", 3)])
@@ -293,20 +447,20 @@ def test_member_role_needs_a_current_term(cluster, user, code):
 
 def test_best_effort_step_warns_and_keeps_the_rest(cluster):
     name = f"be{uuid.uuid4().hex[:8]}"
-    proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--warn", "--json")
-    assert proc.returncode == 0, proc.stderr
-    statuses = [s["status"] for s in json.loads(proc.stdout)["steps"]]
-    assert statuses[-1] == "warning" and "undone" not in statuses
-    assert ldap_has(cluster, name)
-    ceo(cluster, "ofstaff", "testkit", "rmentry", name)
-    ceo(cluster, "ofstaff", "testkit", "rmdir", name)
+    try:
+        proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--warn", "--json")
+        assert proc.returncode == 0, proc.stderr
+        statuses = [s["status"] for s in json.loads(proc.stdout)["steps"]]
+        assert statuses == ["done", "done", "done", "warning"]
+        assert ldap_has(cluster, name) and Path(f"/users/{name}").is_dir()
+    finally:
+        remove_entry_and_directory(cluster, name)
 
 
 def test_unknown_or_changed_host_key_is_refused(cluster, tmp_path):
     cfg = tmp_path / "ceo.ini"
     known = tmp_path / "known_hosts"
-    other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
-    assert other.returncode == 0
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
     known.write_text("phosphoric-acid.csclub.internal " + (tmp_path / "k.pub").read_text().rsplit(" ", 1)[0] + "\n")
     cfg.write_text(f"[ssh]\nknown_hosts = {known}\n")
     proc = ceo(cluster, "ofstaff", "-c", str(cfg), "doctor", "ping")
@@ -316,7 +470,7 @@ def test_unknown_or_changed_host_key_is_refused(cluster, tmp_path):
     assert proc.returncode == 1 and "is not known" in proc.stderr
 
 
-def test_inventory_and_config_from_the_environment(cluster, tmp_path):
+def test_inventory_from_the_environment(cluster, tmp_path):
     inv = tmp_path / "hosts.ini"
     inv.write_text("[mail]\nmail.csclub.internal ansible_host=127.0.0.9\n")
     proc = subprocess.run(
@@ -332,3 +486,164 @@ def test_shell_completion_of_plugins_and_verbs(cluster):
                               env=env).stdout.split()
     assert "doctor" in complete("ceo do")
     assert {"subscribe", "unsubscribe"} <= set(complete("ceo lists "))
+
+
+
+# --- undo that fails, across hosts ---------------------------------------------------------------
+
+def test_an_undo_that_fails_leaves_partly_done_exit_4(cluster):
+    # Steps 1 and 2 on phosphoric-acid, step 3 fails on coffee. Step 2 (--pin) also put a child
+    # entry under step 1's entry, so slapd refuses step 1's undo: the client must say so, exit 4.
+    name = f"pd{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    try:
+        proc = ceo(cluster, "ofstaff", "testkit", "multistep", name, "--pin", "--fail-at", "3", "--json")
+        assert proc.returncode == 4, proc.stderr
+        assert proc.stderr == (f"ceo: the databases step: injected failure on the databases host; "
+                               f"could not undo: LDAP entry cn={name}\n")
+        doc = json.loads(proc.stdout)
+        assert (doc["ok"], doc["error"]["name"], doc["error"]["exit"]) == (False, "PartlyDone", 4)
+        assert doc["error"]["details"] == {"not_undone": [f"LDAP entry cn={name}"]}
+        pa, coffee = "phosphoric-acid.csclub.internal", "coffee.csclub.internal"
+        assert [(s["host"], s["status"], s["step"]) for s in doc["steps"]] == [
+            (pa, "done", "ldap-entry"), (pa, "done", "directory"), (coffee, "failed", "the databases step"),
+            (pa, "undone", f"made directory /users/{name}"), (pa, "undo-failed", f"added LDAP entry cn={name}"),
+            ("", "undo-failed", f"LDAP entry cn={name}")]
+        assert "notAllowedOnNonLeaf" in doc["steps"][4]["message"]
+        # What is really left: the directory was undone, the entry (and its child) could not be.
+        assert not Path(f"/users/{name}").exists()
+        base = f"cn={name},ou=Group,{cluster.base_dn}"
+        assert ldap_subtree(cluster, name) == [f"cn=pin,{base}", base]
+        assert [(r["verb"], r["outcome"]) for r in audit_lines(cluster)[before:]] == [
+            ("mkentry", "done"), ("mkdir", "done"), ("explode", "failed"), ("mkdir", "undone"),
+            ("mkentry", "partly undone")]
+    finally:
+        ldap_remove_subtree(cluster, name)
+        if Path(f"/users/{name}").exists():
+            shutil.rmtree(f"/users/{name}")
+        assert ldap_subtree(cluster, name) == [] and not Path(f"/users/{name}").exists()
+
+
+# --- an unexpected exception on the helper -----------------------------------------------------------
+
+CRASH = ("ceo: internal error in testkit.crash on phosphoric-acid.csclub.internal: KeyError "
+         "(details in the helper's log)")
+CRASH_DETAIL = "testkit-crash-detail-7f3a"  # the KeyError's text: in the helper's log only
+
+
+@pytest.mark.parametrize("extra", [[], ["-v"], ["--json"]])
+def test_helper_bug_reaches_the_client_as_one_generic_line(cluster, extra):
+    proc = ceo(cluster, "ofstaff", "testkit", "crash", *extra)
+    assert (proc.returncode, proc.stderr) == (1, CRASH + "\n")
+    assert "Traceback" not in proc.stdout and CRASH_DETAIL not in proc.stdout
+    if extra == ["--json"]:
+        doc = json.loads(proc.stdout)
+        assert doc == {"ok": False, "error": {"name": "CeoError", "exit": 1, "message": CRASH[len("ceo: "):]}}
+    else:
+        assert proc.stdout == ""
+
+
+def run_with_syslog(cluster, tmp_path, user, argv) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run argv (and the helpers it starts as subprocesses) in a mount namespace of their own
+    whose /dev/log is a datagram socket this test reads: syslog, which the sandbox does not run.
+    /dev gets an overlay there, so nothing changes for any other process."""
+    sock_path, dev = tmp_path / "log.sock", tmp_path / "dev"
+    dev.mkdir()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    script = f"""set -e
+        mount -t tmpfs -o mode=0755 ceo-test-dev {dev}
+        mkdir {dev}/upper {dev}/work
+        : > {dev}/upper/log
+        mount -t overlay ceo-test-dev -o lowerdir=/dev,upperdir={dev}/upper,workdir={dev}/work /dev
+        mount --bind {sock_path} /dev/log
+        exec "$@"
+    """
+    lines, done = [], threading.Event()
+
+    def read():  # meanwhile: the queue holds few datagrams (net.unix.max_dgram_qlen), then syslog(3) blocks
+        while True:
+            try:
+                lines.append(sock.recv(65536).decode())
+            except TimeoutError:
+                if done.is_set():  # syslog(3) sent it all before the helper answered
+                    return
+
+    sock.settimeout(0.2)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc = cluster.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv], user)
+    finally:
+        done.set()
+        reader.join()
+        sock.close()
+    return proc, lines
+
+
+def test_helper_bug_traceback_is_in_the_helpers_log_only(cluster, tmp_path):
+    inv = inventory_with(tmp_path, ansible_connection="local")
+    proc, log = run_with_syslog(cluster, tmp_path, "ofstaff", ["ceo", "-i", inv, "testkit", "crash", "-v"])
+    assert (proc.returncode, proc.stderr, proc.stdout) == (1, CRASH + "\n", "")
+    helper = [line for line in log if "ceo-helper[" in line]
+    assert any(line.endswith("internal error in testkit.crash:") for line in helper), log
+    assert any(line.endswith("Traceback (most recent call last):") for line in helper), log
+    assert any(line.endswith(f"KeyError: '{CRASH_DETAIL}'") for line in helper), log
+    assert any("testkit.py" in line and "in crash" in line for line in helper), log
+
+
+# --- global and common options --------------------------------------------------------------------
+
+def test_ceo_config_from_the_environment(cluster, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")  # a config whose known hosts are none: every host key is unknown
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(f"[ssh]\nknown_hosts = {known}\n")
+    env = cluster.env("ofstaff", CEO_CONFIG=str(cfg))
+    proc = subprocess.run(["ceo", "doctor", "ping"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "is not known" in proc.stderr, proc.stderr
+    # -c wins over $CEO_CONFIG
+    proc = subprocess.run(["ceo", "-c", "/etc/csc/ceo.ini", "doctor", "ping"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    # a config named by $CEO_CONFIG must exist, like one named by -c
+    env["CEO_CONFIG"] = str(tmp_path / "none.ini")
+    proc = subprocess.run(["ceo", "doctor", "ping"], capture_output=True, text=True, env=env)
+    assert (proc.returncode, proc.stderr) == (2, f"ceo: config {tmp_path / 'none.ini'} does not exist\n")
+
+
+def test_dry_run_is_check_mode(cluster):
+    name = f"dr{uuid.uuid4().hex[:8]}"
+    before = len(audit_lines(cluster))
+    proc = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["check"] is True and [s["status"] for s in doc["steps"]] == ["would", "would", "would"]
+    assert not ldap_has(cluster, name) and not Path(f"/users/{name}").exists()
+    assert audit_lines(cluster)[before:] == []
+
+
+def test_verbose_names_the_host_of_each_step(cluster):
+    name = f"vb{uuid.uuid4().hex[:8]}"
+    quiet = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check")
+    loud = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check", "-v")
+    assert (quiet.returncode, loud.returncode) == (0, 0), quiet.stderr + loud.stderr
+    steps = [f"~ added LDAP entry cn={name}", f"~ made directory /users/{name}", "~ the third step"]
+    assert quiet.stdout.splitlines() == [*steps, "(check mode: nothing was changed)"]
+    assert loud.stdout.splitlines() == [*(f"{s} (phosphoric-acid.csclub.internal)" for s in steps),
+                                        "(check mode: nothing was changed)"]
+
+
+def test_host_picks_the_inventory_host_to_ask(cluster):
+    def where(*args):
+        proc = ceo(cluster, "ofstaff", "testkit", "whoami", "--json", *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["result"]["host"]  # the helper's own host name
+    assert where() == "phosphoric-acid.csclub.internal"  # the inventory's first host
+    assert where("--host", "coffee.csclub.internal") == "coffee.csclub.internal"
+    assert where("--host", "mail.csclub.internal") == "mail.csclub.internal"
+    proc = ceo(cluster, "ofstaff", "testkit", "whoami", "--host", "nowhere.csclub.internal")
+    assert (proc.returncode, proc.stderr) == (2, "ceo: no host 'nowhere.csclub.internal' in /etc/csc/hosts.ini\n")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))

@@ -59,14 +59,23 @@ def _add_entry(ctx, name, fail=False):
             raise ServiceUnavailable("injected failure while adding the entry")
         if not ctx.ldap().add(_dn(ctx, name), ["group"], {"cn": name}):
             raise ServiceUnavailable(f"LDAP add failed: {ctx.ldap().result['description']}")
-    ctx.step("ldap-entry", do, lambda: ctx.ldap().delete(_dn(ctx, name)), describe=f"added LDAP entry cn={name}")
+    ctx.step("ldap-entry", do, lambda: _delete(ctx, _dn(ctx, name)), describe=f"added LDAP entry cn={name}")
 
 
-def _make_dir(ctx, name, fail=False):
+def _delete(ctx, dn):
+    """An undo that fails says so (ldap3 reports a refused delete by returning False)."""
+    if not ctx.ldap().delete(dn):
+        raise ServiceUnavailable(f"LDAP delete of {dn} failed: {ctx.ldap().result['description']}")
+
+
+def _make_dir(ctx, name, fail=False, pin=False):
     def do():
         if fail:
             raise ServiceUnavailable("injected failure while making the directory")
         os.mkdir(_home(ctx, name))
+        if pin:  # a child entry nobody undoes: the LDAP entry's own undo will then fail
+            if not ctx.ldap().add(f"cn=pin,{_dn(ctx, name)}", ["group"], {"cn": "pin"}):
+                raise ServiceUnavailable(f"LDAP add failed: {ctx.ldap().result['description']}")
     ctx.step("directory", do, lambda: shutil.rmtree(_home(ctx, name)), describe=f"made directory {_home(ctx, name)}")
 
 
@@ -80,14 +89,14 @@ def mkentry(ctx, name, fail):
 @plugin.verb("rmentry", "Undo: remove the LDAP entry", role="ldap", allow=STAFF, mutating=True, hidden=True,
              params=[GroupName("name", positional=True), Flag("fail")])
 def rmentry(ctx, name, fail):
-    ctx.step("ldap-entry", lambda: ctx.ldap().delete(_dn(ctx, name)), describe=f"removed LDAP entry cn={name}")
+    ctx.step("ldap-entry", lambda: _delete(ctx, _dn(ctx, name)), describe=f"removed LDAP entry cn={name}")
     return {}
 
 
 @plugin.verb("mkdir", "Step: make a directory", role="homes", allow=STAFF, mutating=True, hidden=True,
-             params=[GroupName("name", positional=True), Flag("fail")])
-def mkdir(ctx, name, fail):
-    _make_dir(ctx, name, fail)
+             params=[GroupName("name", positional=True), Flag("fail"), Flag("pin")])
+def mkdir(ctx, name, fail, pin):
+    _make_dir(ctx, name, fail, pin)
     return {}
 
 
@@ -109,11 +118,13 @@ def explode(ctx, fail):
 @plugin.composite("multistep", "Three steps on two hosts; --fail-at N makes step N fail",
                   params=[GroupName("name", positional=True), Int("fail_at", "the step that fails (0: none)",
                                                                     default=0, min=0, max=3),
-                          Flag("warn", "add a best-effort step that fails")])
-def multistep(run, name, fail_at, warn):
+                          Flag("warn", "add a best-effort step that fails"),
+                          Flag("pin", "the directory step also adds a child entry, so undoing the LDAP entry fails")])
+def multistep(run, name, fail_at, warn, pin):
     run.prepare(["ldap", "homes", "databases"])
     run.step("testkit.mkentry", {"name": name, "fail": fail_at == 1}, role="ldap", describe=f"LDAP entry cn={name}")
-    run.step("testkit.mkdir", {"name": name, "fail": fail_at == 2}, role="homes", describe=f"directory for {name}")
+    run.step("testkit.mkdir", {"name": name, "fail": fail_at == 2, "pin": pin}, role="homes",
+             describe=f"directory for {name}")
     run.step("testkit.explode", {"fail": fail_at == 3}, role="databases", describe="the databases step")
     if warn:
         run.step("testkit.explode", {"fail": True}, role="databases", describe="a best-effort step",
@@ -134,3 +145,9 @@ def localsteps(ctx, name, fail_at):
 def _fail(fail):
     if fail:
         raise ServiceUnavailable("injected failure in the third step")
+
+
+
+@plugin.verb("crash", "A bug: an unexpected exception in the helper", role="ldap", allow=STAFF, hidden=True)
+def crash(ctx):
+    return {"never": {}["testkit-crash-detail-7f3a"]}  # KeyError, whose text must stay in the log
