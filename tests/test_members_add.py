@@ -234,6 +234,81 @@ def test_mailman_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
     assert os.path.isdir(f"/users/{uid}")
 
 
+def test_smtp_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
+    uid = uid_()
+    cleanup.append(uid)
+    control.service("stop", "smtp-sink")
+    try:
+        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Unwelcomed Member", "--json")
+    finally:
+        control.service("start", "smtp-sink")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    warned = {s["step"] for s in doc["steps"] if s["status"] == "warning"}
+    assert warned == {"welcome email", "announcement to the ceo list"}, doc["steps"]
+    assert len(doc["result"]["warnings"]) == 2 and all("SMTP" in w for w in doc["result"]["warnings"])
+    # The account itself is whole: LDAP, its group, the principal, the home; and it is on the list.
+    user = entry(ldap, f"uid={uid},ou=People,{BASE}")
+    number = int(user["uidNumber"][0])
+    assert int(entry(ldap, f"cn={uid},ou=Group,{BASE}")["gidNumber"][0]) == number
+    assert "REQUIRES_PWCHANGE" in principal(uid)
+    assert os.stat(f"/users/{uid}/.bashrc").st_uid == number
+    assert subscribed(f"{uid}@csclub.internal")
+    assert messages_to(cluster, f"{uid}@csclub.internal", "Welcome") == []
+
+
+def _sigint_ignored(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+def test_ctrl_c_during_add_undoes_the_done_steps(cluster, ldap, cleanup):
+    """SIGINT while the principal step waits on kadmind, with the LDAP user and group already
+    added: the runner undoes them, exits 1 (CeoError), and sends no mail."""
+    uid = uid_()
+    cleanup.append(uid)
+    before = snapshot(cluster, ldap)
+    # kadmind stopped, and in its place a socket that accepts and never answers: the principal
+    # step is provably in flight (its connection arrived) after the LDAP step has finished.
+    control.service("stop", "kadmind")
+    hole = socket.socket()
+    proc = None
+    try:
+        hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hole.bind(("127.0.0.2", 749))
+        hole.listen(8)
+        hole.settimeout(60)
+        proc = subprocess.Popen(["ceo", "members", "add", uid, "--cn", "Interrupted Member"], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env("ofstaff"))
+        conn, _ = hole.accept()
+        with conn:
+            assert entry(ldap, f"uid={uid},ou=People,{BASE}") is not None  # a step is done
+            assert entry(ldap, f"cn={uid},ou=Group,{BASE}") is not None
+            proc.send_signal(signal.SIGINT)
+            # The runner ignores SIGINT while it undoes: wait until it is in there (no timing
+            # involved), then let the stuck step fail so the helper reaches the undo requests.
+            # (If it exits instead, the checks below say what it left.)
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and not _sigint_ignored(proc.pid):
+                assert time.monotonic() < deadline, "the client neither undid nor exited"
+                time.sleep(0.02)
+        hole.close()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        hole.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        control.service("start", "kadmind")
+    assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None and entry(ldap, f"cn={uid},ou=Group,{BASE}") is None
+    assert principal(uid) is None and not os.path.lexists(f"/users/{uid}")
+    assert snapshot(cluster, ldap) == before  # nothing anywhere: no principal, home, mail or subscription
+    assert proc.returncode == 1, err
+    assert err == "ceo: interrupted: the completed steps were undone\n"
+    assert f"undid: added LDAP user {uid}" in out and f"undid: added personal group {uid}" in out
+
+
 def test_twenty_concurrent_adds_get_distinct_numbers(cluster, ldap, cleanup):
     uids = [uid_() for _ in range(20)]
     cleanup.extend(uids)
