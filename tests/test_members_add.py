@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import mailbox
 import os
+import shutil
+import signal
+import socket
 import stat
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,22 +58,72 @@ def messages_to(cluster, address, subject_part=""):
     return [m for m in sink(cluster) if address in (m["To"] or "") and subject_part in (m["Subject"] or "")]
 
 
-def subscribed(address, list_name="csc-general") -> bool:
+def mailman():
     from mailmanclient import Client
-    client = Client("http://127.0.0.4:8001/3.1", "restadmin", "restpass")
-    return address in {m.email for m in client.get_list(f"{list_name}@csclub.internal").members}
+    return Client("http://127.0.0.4:8001/3.1", "restadmin", "restpass")
 
 
-def remove(cluster, uid):
-    cluster.run(["ceo", "members", "delete", uid, "--yes"], "ctdalek")
+def subscribed(address, list_name="csc-general") -> bool:
+    return address in {m.email for m in mailman().get_list(f"{list_name}@csclub.internal").members}
+
+
+def principals() -> set[str]:
+    proc = subprocess.run(["kadmin.local", "-q", "listprincs"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "K/M@CSCLUB.INTERNAL" in proc.stdout, proc
+    return {line for line in proc.stdout.splitlines() if "@" in line and not line.startswith("Authenticating")}
+
+
+def snapshot(cluster, ldap) -> dict:
+    """Everything an add could write, read from each service itself: the whole directory, every
+    principal, every entry under /users, every message the SMTP sink took, every list roster."""
+    assert ldap.search(BASE, "(objectClass=*)", attributes=["*"]), ldap.result
+    tree = {e.entry_dn: e.entry_attributes_as_dict for e in ldap.entries}
+    assert f"uid=ofstaff,ou=People,{BASE}" in tree and f"cn=office,ou=Group,{BASE}" in tree
+    rosters = {l.fqdn_listname: sorted(m.email for m in l.members) for l in mailman().lists}
+    assert "csc-general@csclub.internal" in rosters
+    return {"ldap": tree, "kerberos": principals(), "homes": sorted(os.listdir("/users")),
+            "mail": sorted(mailbox.Maildir(cluster.state / "mail" / "sink", create=False).keys()),
+            "lists": rosters}
+
+
+def revert(cluster, ldap, before: dict):
+    """Undo whatever differs from `before` (only after a failed test: a broken check must not
+    leave accounts that make a later test pass or fail)."""
+    now = snapshot(cluster, ldap)
+    for dn in sorted(set(now["ldap"]) - set(before["ldap"]), key=len, reverse=True):  # children first
+        assert ldap.delete(dn), (dn, ldap.result)
+    for name in now["kerberos"] - before["kerberos"]:  # kadmin.local exits 0 even when it fails
+        subprocess.run(["kadmin.local", "-q", f'delprinc -force "{name}"'], capture_output=True, check=True)
+    assert principals() <= before["kerberos"]
+    for name in set(now["homes"]) - set(before["homes"]):
+        path = os.path.join("/users", name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    for list_name, members in now["lists"].items():
+        for address in set(members) - set(before["lists"].get(list_name, [])):
+            mailman().get_list(list_name).unsubscribe(address)
+
+
+def remove(cluster, ldap, uid):
+    """Whatever an add of `uid` left, gone: through ceo when the account exists, else piece by
+    piece (a broken add may have left a principal or a home without its LDAP entry)."""
+    if entry(ldap, f"uid={uid},ou=People,{BASE}") is not None:
+        proc = cluster.run(["ceo", "members", "delete", uid, "--yes"], "ctdalek")
+        assert proc.returncode == 0, proc.stderr
+    if entry(ldap, f"cn={uid},ou=Group,{BASE}") is not None:
+        assert ldap.delete(f"cn={uid},ou=Group,{BASE}"), ldap.result
+    if principal(uid) is not None:
+        proc = subprocess.run(["kadmin.local", "-q", f"delprinc -force {uid}"], capture_output=True, text=True)
+        assert proc.returncode == 0 and principal(uid) is None, proc
+    if os.path.lexists(f"/users/{uid}"):
+        shutil.rmtree(f"/users/{uid}")
 
 
 @pytest.fixture
-def cleanup(cluster):
+def cleanup(cluster, ldap):
     made = []
     yield made
     for uid in made:
-        remove(cluster, uid)
+        remove(cluster, ldap, uid)
 
 
 def test_a_new_member_is_a_real_account(cluster, ldap, cleanup, tmp_path):
@@ -147,6 +201,7 @@ def test_a_club_rep_gets_nonmember_terms_and_no_welcome(cluster, ldap, cleanup):
 
 def test_kadmind_down_leaves_nothing_behind(cluster, ldap, cleanup):
     uid = uid_()
+    cleanup.append(uid)  # only if the test fails: then a half account would be left
     control.service("stop", "kadmind")
     try:
         proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Half Account")
@@ -177,6 +232,81 @@ def test_mailman_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
     assert [s for s in doc["steps"] if s["status"] == "warning"]
     assert entry(ldap, f"uid={uid},ou=People,{BASE}") is not None and principal(uid) is not None
     assert os.path.isdir(f"/users/{uid}")
+
+
+def test_smtp_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
+    uid = uid_()
+    cleanup.append(uid)
+    control.service("stop", "smtp-sink")
+    try:
+        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Unwelcomed Member", "--json")
+    finally:
+        control.service("start", "smtp-sink")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    warned = {s["step"] for s in doc["steps"] if s["status"] == "warning"}
+    assert warned == {"welcome email", "announcement to the ceo list"}, doc["steps"]
+    assert len(doc["result"]["warnings"]) == 2 and all("SMTP" in w for w in doc["result"]["warnings"])
+    # The account itself is whole: LDAP, its group, the principal, the home; and it is on the list.
+    user = entry(ldap, f"uid={uid},ou=People,{BASE}")
+    number = int(user["uidNumber"][0])
+    assert int(entry(ldap, f"cn={uid},ou=Group,{BASE}")["gidNumber"][0]) == number
+    assert "REQUIRES_PWCHANGE" in principal(uid)
+    assert os.stat(f"/users/{uid}/.bashrc").st_uid == number
+    assert subscribed(f"{uid}@csclub.internal")
+    assert messages_to(cluster, f"{uid}@csclub.internal", "Welcome") == []
+
+
+def _sigint_ignored(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+def test_ctrl_c_during_add_undoes_the_done_steps(cluster, ldap, cleanup):
+    """SIGINT while the principal step waits on kadmind, with the LDAP user and group already
+    added: the runner undoes them, exits 1 (CeoError), and sends no mail."""
+    uid = uid_()
+    cleanup.append(uid)
+    before = snapshot(cluster, ldap)
+    # kadmind stopped, and in its place a socket that accepts and never answers: the principal
+    # step is provably in flight (its connection arrived) after the LDAP step has finished.
+    control.service("stop", "kadmind")
+    hole = socket.socket()
+    proc = None
+    try:
+        hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hole.bind(("127.0.0.2", 749))
+        hole.listen(8)
+        hole.settimeout(60)
+        proc = subprocess.Popen(["ceo", "members", "add", uid, "--cn", "Interrupted Member"], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env("ofstaff"))
+        conn, _ = hole.accept()
+        with conn:
+            assert entry(ldap, f"uid={uid},ou=People,{BASE}") is not None  # a step is done
+            assert entry(ldap, f"cn={uid},ou=Group,{BASE}") is not None
+            proc.send_signal(signal.SIGINT)
+            # The runner ignores SIGINT while it undoes: wait until it is in there (no timing
+            # involved), then let the stuck step fail so the helper reaches the undo requests.
+            # (If it exits instead, the checks below say what it left.)
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and not _sigint_ignored(proc.pid):
+                assert time.monotonic() < deadline, "the client neither undid nor exited"
+                time.sleep(0.02)
+        hole.close()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        hole.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        control.service("start", "kadmind")
+    assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None and entry(ldap, f"cn={uid},ou=Group,{BASE}") is None
+    assert principal(uid) is None and not os.path.lexists(f"/users/{uid}")
+    assert snapshot(cluster, ldap) == before  # nothing anywhere: no principal, home, mail or subscription
+    assert proc.returncode == 1, err
+    assert err == "ceo: interrupted: the completed steps were undone\n"
+    assert f"undid: added LDAP user {uid}" in out and f"undid: added personal group {uid}" in out
 
 
 def test_twenty_concurrent_adds_get_distinct_numbers(cluster, ldap, cleanup):
@@ -217,17 +347,38 @@ def test_check_mode_shows_the_plan_and_writes_nothing(cluster, ldap):
     assert not os.path.exists(f"/users/{uid}") and not [m for m in sink(cluster) if uid in m.as_string()]
 
 
+HOSTILE_UIDS = ["*)(uid=*", "x'; DROP TABLE members; --", "../etc", "../../root", "a\nb", "a\rb", "a,ou=Group",
+                "Root", "a b", "$(touch /tmp/ceo-pwn)", "ümlaut", "a" * 33, "", "-rf", "a\x1b[2Jb", "a/b"]
+
+
+@pytest.mark.parametrize("uid", HOSTILE_UIDS)
+def test_hostile_uids_are_refused_and_nothing_is_written(cluster, ldap, uid):
+    before = snapshot(cluster, ldap)
+    try:
+        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Hostile Name", "--forwarding-address", "h@example.org")
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert snapshot(cluster, ldap) == before
+    except BaseException:
+        revert(cluster, ldap, before)
+        raise
+
+
 @pytest.mark.parametrize("args", [
-    ["*)(uid=*", "--cn", "x"], ["x'; DROP", "--cn", "x"], ["../etc", "--cn", "x"], ["a\nb", "--cn", "x"],
     ["okname", "--cn", "x", "--term", "w20x7"], ["okname", "--cn", "x", "--terms", "0"],
     ["okname", "--cn", "x", "--terms", "2", "--term", "w2027"], ["okname", "--cn", "line\nbreak"],
     ["okname", "--cn", "x", "--forwarding-address", "a@b.org\nBcc: c@d.org"], ["okname"],
 ])
 def test_bad_input_is_refused_before_anything_is_written(cluster, ldap, args):
-    proc = ceo(cluster, "ofstaff", "add", *args)
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert entry(ldap, f"uid=okname,ou=People,{BASE}") is None
+    before = snapshot(cluster, ldap)
+    try:
+        proc = ceo(cluster, "ofstaff", "add", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert snapshot(cluster, ldap) == before
+    except BaseException:
+        revert(cluster, ldap, before)
+        raise
 
 
 def test_members_cannot_add(cluster, ldap):
@@ -263,5 +414,11 @@ def test_system_names_cannot_become_members(cluster, ldap, name, why):
 
 
 def test_home_step_only_for_member_accounts(cluster):
-    proc = ceo(cluster, "ofstaff", "home", "newname")
-    assert proc.returncode in (2, 3) and not os.path.exists("/users/newname")
+    try:
+        proc = ceo(cluster, "ofstaff", "home", "newname")
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.strip() == "ceo: newname is not a member account ceo manages"
+        assert not os.path.lexists("/users/newname")
+    finally:  # a broken step must not leave a home that a later test trips over
+        if os.path.lexists("/users/newname"):
+            shutil.rmtree("/users/newname")

@@ -12,6 +12,7 @@ import ldap3
 import pytest
 
 from ceo import terms
+from plugins import _csvrenew
 from sandbox import control
 
 BASE = "dc=csclub,dc=internal"
@@ -32,24 +33,31 @@ def make_members(cluster, n, start_number):
     prefix = f"c{uuid.uuid4().hex[:5]}"
     conn = root_ldap(cluster)
     uids = []
-    for i in range(n):
-        uid = f"{prefix}{i:04d}"
-        attrs = {"cn": f"Member {i}", "uid": uid, "uidNumber": start_number + i, "gidNumber": start_number + i,
-                 "homeDirectory": f"/users/{uid}", "term": [PREV] + ([NOW] if i % 3 == 0 else [])}
-        if i % 5 == 0:
-            attrs["shadowExpire"] = 1
-        assert conn.add(f"uid={uid},ou=People,{BASE}", ["account", "posixAccount", "shadowAccount", "member"],
-                        attrs), conn.result
-        uids.append(uid)
+    try:
+        for i in range(n):
+            uid = f"{prefix}{i:04d}"
+            attrs = {"cn": f"Member {i}", "uid": uid, "uidNumber": start_number + i, "gidNumber": start_number + i,
+                     "homeDirectory": f"/users/{uid}", "term": [PREV] + ([NOW] if i % 3 == 0 else [])}
+            if i % 5 == 0:
+                attrs["shadowExpire"] = 1
+            assert conn.add(f"uid={uid},ou=People,{BASE}", ["account", "posixAccount", "shadowAccount", "member"],
+                            attrs), conn.result
+            uids.append(uid)
+    except BaseException:
+        conn.unbind()
+        drop_members(cluster, uids)  # the ones made before the failure
+        raise
     conn.unbind()
     return uids
 
 
 def drop_members(cluster, uids):
     conn = root_ldap(cluster)
-    for uid in uids:
-        conn.delete(f"uid={uid},ou=People,{BASE}")
-    conn.unbind()
+    try:
+        for uid in uids:
+            assert conn.delete(f"uid={uid},ou=People,{BASE}"), (uid, conn.result)
+    finally:
+        conn.unbind()
 
 
 def state(cluster, uids) -> dict:
@@ -116,9 +124,10 @@ def test_two_hundred_rows_then_again(cluster, two_hundred, tmp_path):
     with open(receipt, newline="") as f:
         got = {r["uid"]: r for r in csv.DictReader(f)}
     assert len(got) == 200
-    for uid, _ in rows:
+    for uid, spec in rows:
         assert got[uid]["terms"].split() == terms.sort(after[uid][0])
-        assert got[uid]["outcome"] in ("done", "unchanged")
+        changes = expected(spec, before[uid][0]) != terms.sort(before[uid][0]) or before[uid][1] is not None
+        assert got[uid]["outcome"] == ("done" if changes else "unchanged"), uid
 
     # One audit record per changed row, by ofstaff.
     new_records = [json.loads(line) for line in (cluster.state / "audit.jsonl").read_text().splitlines()[audit_before:]]
@@ -127,7 +136,7 @@ def test_two_hundred_rows_then_again(cluster, two_hundred, tmp_path):
 
     # Again: nothing changes.
     again = renew(cluster, path, "--json")
-    assert again.returncode == 0
+    assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["result"]["counts"] == {"unchanged": 200}
     assert state(cluster, set(two_hundred)) == after
 
@@ -187,6 +196,39 @@ def test_standard_input(cluster, two_hundred):
     assert "s2034" in state(cluster, {two_hundred[70]})[two_hundred[70]][0]
 
 
+def logins(cluster) -> dict:
+    """GSSAPI logins each host's sshd has accepted so far (one a session), from its own log."""
+    out = {}
+    for host in cluster.hosts:
+        log = (cluster.state / "hosts" / host / "sshd.log").read_text()
+        out[host] = sum(line.startswith("Accepted gssapi-with-mic for ") for line in log.splitlines())
+    return out
+
+
+@pytest.fixture
+def multi_batch(cluster):
+    uids = make_members(cluster, 2 * _csvrenew.BATCH + 50, 43000)
+    yield uids
+    drop_members(cluster, uids)
+
+
+def test_a_multi_batch_file_goes_through_one_session(cluster, multi_batch, tmp_path):
+    path = write_csv(tmp_path / "m.csv", [(uid, "s2037") for uid in multi_batch])
+    audit = cluster.state / "audit.jsonl"
+    audit_before = len(audit.read_text().splitlines()) if audit.exists() else 0
+    before = logins(cluster)
+    proc = renew(cluster, path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    after = logins(cluster)
+    # Exactly one login, to the ldap host, for the lookup and every batch; none anywhere else.
+    assert {h: after[h] - before[h] for h in after} == {"phosphoric-acid": 1, "coffee": 0, "mail": 0}
+    assert all("s2037" in t for t, _ in state(cluster, set(multi_batch)).values())
+    # ... and it really was several batches: the rows' audit records name three requests.
+    records = [json.loads(line) for line in audit.read_text().splitlines()[audit_before:]]
+    requests = {r["request"] for r in records if r["args"].get("uid") in set(multi_batch)}
+    assert len(requests) == 3 and len([r for r in records if r["args"].get("uid") in set(multi_batch)]) == 450
+
+
 @pytest.fixture
 def thousand(cluster):
     uids = make_members(cluster, 1000, 41000)
@@ -239,7 +281,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(cluster, thousand, tmp_path):
     done = sum("w2036" in midway[u][0] for u in thousand)
     assert 300 <= done < 1000
     again = renew(cluster, path, "--json")
-    assert again.returncode == 0
+    assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["result"]["counts"] == {"done": 1000 - done, "unchanged": done}
     final = state(cluster, set(thousand))
     assert all(final[u][0].count("w2036") == 1 for u in thousand)
