@@ -12,7 +12,7 @@ import ldap3
 import pytest
 
 from ceo import terms
-from plugins import _csvrenew
+from plugins.members import csvrenew
 from sandbox import control
 
 BASE = "dc=csclub,dc=internal"
@@ -207,7 +207,7 @@ def logins(cluster) -> dict:
 
 @pytest.fixture
 def multi_batch(cluster):
-    uids = make_members(cluster, 2 * _csvrenew.BATCH + 50, 43000)
+    uids = make_members(cluster, 2 * csvrenew.BATCH + 50, 43000)
     yield uids
     drop_members(cluster, uids)
 
