@@ -20,6 +20,13 @@ class CeoError(Exception):
     def name(self) -> str:
         return type(self).__name__
 
+    def reworded(self, message: str) -> "CeoError":
+        """The same error (class, exit code, details) with another message."""
+        import copy
+        err = copy.copy(self)
+        err.message, err.args = message, (message,)
+        return err
+
     def to_wire(self) -> dict:
         wire = {"name": self.name, "message": self.message, "exit": self.exit_code}
         if self.details:
@@ -86,3 +93,26 @@ class RemoteError(CeoError):
     @property
     def name(self) -> str:
         return self._name
+
+
+def from_wire(wire, prefix: str = "") -> CeoError:
+    """A helper's error as the client's exception of the same name, as borg's RPC does: client
+    code catches NotFound or NotPermitted and never matches message text. A name this client
+    does not know keeps its name and exit code (a newer helper's error)."""
+    wire = wire if isinstance(wire, dict) else {}
+    name, message = str(wire.get("name", "CeoError")), prefix + str(wire.get("message", "failed"))
+    details = wire.get("details") if isinstance(wire.get("details"), dict) else {}
+    cls = _BY_NAME.get(name)
+    if cls is None:
+        exit_code = wire.get("exit", FAILED)
+        return RemoteError(name, message, exit_code if isinstance(exit_code, int) else FAILED, details)
+    return cls(message, **{str(k): v for k, v in details.items() if k != "message"})
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+_BY_NAME = {c.__name__: c for c in (CeoError, *_subclasses(CeoError)) if c is not RemoteError}

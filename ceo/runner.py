@@ -6,7 +6,7 @@ reverse (each undo is itself a verb on its host); best-effort steps only warn.
 from __future__ import annotations
 
 from .context import undo_all
-from .errors import BadInput, CeoError, PartlyDone, RemoteError
+from .errors import BadInput, CeoError, PartlyDone
 from .transport import Pool, ticket
 
 
@@ -48,8 +48,8 @@ class Run:
                 self._emit(role, describe, "warning", f"{describe}: {err.message}")
                 return None
             self._emit(role, describe, "failed", f"{describe}: {err.message}")
-            # Keeps the cause's name and exit code: a step refused as bad input is still bad input.
-            raise RemoteError(err.name, f"{describe}: {err.message}", err.exit_code, err.details) from err
+            # Keeps the cause's class: a step refused as bad input is still bad input.
+            raise err.reworded(f"{describe}: {err.message}") from err
         if self.check:
             return result
         changed = [e for e in self.last_steps if e.get("status") == "done"]

@@ -18,7 +18,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import BadInput, NoTicket, NotPermitted, RemoteError, Unreachable, VersionMismatch
+from .errors import BadInput, CeoError, NoTicket, NotPermitted, Unreachable, from_wire
 from .protocol import client_hello, encode
 
 PIPELINE_WINDOW = 256  # requests in flight at once in a batch
@@ -55,12 +55,9 @@ class Session:
         self._write(encode(client_hello()))
         reply = self._read_message(None)
         if "error" in reply:
-            err = reply["error"]
-            cls = VersionMismatch if err.get("name") == "VersionMismatch" else RemoteError
-            if cls is VersionMismatch:
-                raise VersionMismatch(err.get("message", ""))
-            raise RemoteError(err.get("name", "Error"), f"{self.host.name}: {err.get('message')}",
-                              err.get("exit", 1))
+            err = reply["error"] if isinstance(reply["error"], dict) else {}
+            prefix = "" if err.get("name") == "VersionMismatch" else f"{self.host.name}: "
+            raise from_wire(err, prefix)
         if reply.get("hello") != "ceo-helper":
             raise Unreachable(f"{self.where()} did not answer as ceo-helper")
         self.hello = reply
@@ -142,16 +139,14 @@ class Session:
                     del pending[msg["id"]]
                     try:
                         on_reply(index, self._outcome(msg))
-                    except RemoteError as err:
+                    except CeoError as err:
                         on_reply(index, err)
         finally:
             restore()
 
     def _outcome(self, msg: dict):
         if "error" in msg:
-            err = msg["error"] if isinstance(msg["error"], dict) else {}
-            raise RemoteError(str(err.get("name", "Error")), str(err.get("message", "failed")),
-                              err.get("exit", 1), err.get("details"))
+            raise from_wire(msg["error"])
         return msg.get("result")
 
 

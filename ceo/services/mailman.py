@@ -23,8 +23,9 @@ def client(ctx):
     return ctx.service("mailman", open_client)
 
 
-def call(ctx, fn):
-    """Mailman's failures, as one line that names the host and the service."""
+def call(ctx, fn, missing: Exception | None = None):
+    """Mailman's failures, as one line that names the host and the service; `missing` is
+    raised instead when Mailman answers 404 (no such list, no such member)."""
     from urllib.error import HTTPError
     from mailmanclient import MailmanConnectionError
     try:
@@ -33,6 +34,8 @@ def call(ctx, fn):
         reason = str(exc).split(":")[-1].strip() or "no answer"
         raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({url(ctx)}): {reason}") from None
     except HTTPError as exc:
+        if exc.code == 404 and missing is not None:
+            raise missing from None
         if exc.code in (401, 403):
             raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} refused ceo's credentials") from None
         raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} answered {exc.code} {exc.reason}") from None
@@ -40,21 +43,18 @@ def call(ctx, fn):
 
 def get_list(ctx, name: str):
     fqdn = f"{name}@{ctx.config.get('mailman', 'list_domain') or ctx.config.get('ceo', 'domain')}"
-    try:
-        return call(ctx, lambda: client(ctx).get_list(fqdn))
-    except ServiceUnavailable as exc:
-        if "404" in exc.message:
-            raise NotFound(f"no list {name!r} (see `ceo lists list`)") from None
-        raise
+    return call(ctx, lambda: client(ctx).get_list(fqdn), missing=NotFound(f"no list {name!r} (see `ceo lists list`)"))
+
+
+class _NotMember(Exception):
+    pass
 
 
 def is_member(ctx, mlist, address: str) -> bool:
     try:
-        call(ctx, lambda: mlist.get_member(address))
+        call(ctx, lambda: mlist.get_member(address), missing=_NotMember())
         return True
-    except (ValueError, ServiceUnavailable) as exc:
-        if isinstance(exc, ServiceUnavailable) and "404" not in exc.message:
-            raise
+    except (ValueError, _NotMember):  # mailmanclient says ValueError when its search finds none
         return False
 
 
