@@ -109,6 +109,22 @@ def managed_member_number(ctx, uid: str) -> int:
     return number
 
 
+# Why an account is locked (`lockReason` beside `shadowExpire`). A renewal lifts only the
+# lock for a lapsed membership; a lock syscom set for any other reason stays until syscom
+# lifts it, and so does a lock with no recorded reason.
+LAPSED = "lapsed"
+
+
+def renewal_unlocks(entry: dict) -> bool:
+    return bool(entry.get("shadowExpire")) and entry.get("lockReason", [None])[0] == LAPSED
+
+
+def refuse_non_member(uid: str, entry: dict):
+    """Terms belong to member entries only: a club or system account is not renewed."""
+    if "member" not in {c.lower() for c in entry.get("objectClass", [])}:
+        raise BadInput(f"{uid} is not a member (a club or system account): nothing to renew")
+
+
 # --- lists -----------------------------------------------------------------------------------
 
 def own_address_on_open_list(ctx, args):

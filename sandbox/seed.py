@@ -78,7 +78,7 @@ def ldif() -> str:
         if uid == "ctdalek":
             extra.append(("position", "sysadmin"))
         if expire is not None:
-            extra.append(("shadowExpire", expire))
+            extra += [("shadowExpire", expire), ("lockReason", "lapsed")]
         out += [account(uid, cn, number, kind, extra), group(uid, number, [])]
     for name, (gid, members) in SEED_GROUPS.items():
         out.append(group(name, gid, members))

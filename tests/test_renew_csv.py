@@ -38,8 +38,8 @@ def make_members(cluster, n, start_number):
             uid = f"{prefix}{i:04d}"
             attrs = {"cn": f"Member {i}", "uid": uid, "uidNumber": start_number + i, "gidNumber": start_number + i,
                      "homeDirectory": f"/users/{uid}", "term": [PREV] + ([NOW] if i % 3 == 0 else [])}
-            if i % 5 == 0:
-                attrs["shadowExpire"] = 1
+            if i % 5 == 0:  # locked as `members expire` locks a lapsed membership
+                attrs["shadowExpire"], attrs["lockReason"] = 1, "lapsed"
             assert conn.add(f"uid={uid},ou=People,{BASE}", ["account", "posixAccount", "shadowAccount", "member"],
                             attrs), conn.result
             uids.append(uid)

@@ -46,7 +46,8 @@ def search(ctx, flt, attrs, base=None, scope="SUBTREE"):
 def user(ctx, uid, all_attrs=False):
     found = search(ctx, "(objectClass=posixAccount)", ["*"] if all_attrs else
                     ["cn", "givenName", "sn", "program", "uidNumber", "gidNumber", "homeDirectory", "loginShell",
-                     "term", "nonMemberTerm", "position", "shadowExpire"], base=dn(ctx, uid), scope="BASE")
+                     "term", "nonMemberTerm", "position", "shadowExpire", "lockReason", "objectClass"],
+                    base=dn(ctx, uid), scope="BASE")
     if not found:
         raise NotFound(f"no member {uid!r}")
     return found[0]

@@ -119,7 +119,9 @@ def renew(run, path: str, *, clubrep: bool, skip_invalid: bool, receipt: str | N
         found = run.call("members.lookup", {"uids": [r.uid for r in rows]}, role="ldap")
         unknown = [r for r in rows if r.uid not in found]
         problems += [f"line {r.line}: unknown uid {r.uid!r}" for r in unknown]
-        rows = [r for r in rows if r.uid in found]
+        others = [r for r in rows if r.uid in found and not found[r.uid]["member"]]
+        problems += [f"line {r.line}: {r.uid} is not a member (a club or system account)" for r in others]
+        rows = [r for r in rows if r.uid in found and found[r.uid]["member"]]
     skipped = len(problems)
     if problems:
         for p in sorted(problems, key=lambda p: int(p.split()[1].rstrip(":"))):

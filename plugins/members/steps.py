@@ -227,9 +227,12 @@ def lookup(ctx, uids):
     found = {}
     for i in range(0, len(uids), 200):  # a few hundred alternatives per filter
         flt = "(&(objectClass=posixAccount)(|" + "".join(f"(uid={acct.esc(u)})" for u in uids[i:i + 200]) + "))"
-        for e in acct.search(ctx, flt, ["uid", "term", "nonMemberTerm", "shadowExpire"]):
+        for e in acct.search(ctx, flt, ["uid", "term", "nonMemberTerm", "shadowExpire", "lockReason",
+                                        "objectClass"]):
             found[e["uid"][0]] = {"term": e.get("term", []), "nonMemberTerm": e.get("nonMemberTerm", []),
-                                  "shadowExpire": int(e["shadowExpire"][0]) if e.get("shadowExpire") else None}
+                                  "member": "member" in {c.lower() for c in e.get("objectClass", [])},
+                                  # only a lapsed-membership lock is the renewal's to lift
+                                  "shadowExpire": int(e["shadowExpire"][0]) if policy.renewal_unlocks(e) else None}
     return found
 
 
@@ -255,8 +258,9 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
     rows = []
     for uid, add_, expire in zip(uids, adds, expires, strict=True):
         change = {attr: [(ldap3.MODIFY_ADD, add_.split())]} if add_ else {}
-        if expire >= 0:
+        if expire >= 0:  # atomic with the lapsed reason: any other lock makes LDAP refuse the row
             change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
+            change["lockReason"] = [(ldap3.MODIFY_DELETE, [policy.LAPSED])]
         rows.append((uid, add_.split(), expire >= 0, conn.modify(acct.dn(ctx, uid), change)))
     outcomes, broken = [], None
     for i, (uid, new, unlock, msgid) in enumerate(rows):
@@ -281,6 +285,8 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
                 status, message = "failed", err.message
         elif code == 0:
             status, message = "done", _renewed(new, unlock, clubrep)
+        elif code == 65:  # objectClassViolation: terms on an entry that is not a member
+            status, message = "failed", f"{uid} is not a member (a club or system account)"
         else:
             status, message = "failed", f"LDAP: {result.get('description')}"
         if status != "unchanged":
@@ -320,12 +326,17 @@ def renew_terms(ctx, uid, terms, term, clubrep):
     import ldap3
     acct.terms_choice(terms, term)
     entry = acct.user(ctx, uid)
+    policy.refuse_non_member(uid, entry)
     attr = "nonMemberTerm" if clubrep else "term"
     have = set(entry.get(attr, []))
     known = have | (set(entry.get("term", [])) if clubrep else set())
     wanted = list(term) if term else T.interval(T.next_unregistered(known), terms or 1)
     new = [t for t in wanted if t not in have]
-    locked = "shadowExpire" in entry
+    locked = policy.renewal_unlocks(entry)
+    if entry.get("shadowExpire") and not locked:
+        reason = entry.get("lockReason", ["no reason recorded"])[0]
+        ctx.emit({"step": "lock", "status": "warning",
+                  "message": f"{uid} stays locked ({reason}): only syscom lifts that lock"})
     result = {"uid": uid, attr: T.sort(have | set(new)), "added": new, "unlocked": locked}
     if not new and not locked:
         ctx.emit({"step": "terms", "status": "unchanged", "message": f"{uid} already has {' '.join(wanted)}"})
@@ -335,9 +346,11 @@ def renew_terms(ctx, uid, terms, term, clubrep):
         change[attr] = [(ldap3.MODIFY_ADD, new)]
     if locked:
         change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
+        change["lockReason"] = [(ldap3.MODIFY_DELETE, [policy.LAPSED])]
     undo = {attr: [(ldap3.MODIFY_DELETE, new)]} if new else {}
     if locked:
         undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, entry["shadowExpire"])]
+        undo["lockReason"] = [(ldap3.MODIFY_REPLACE, [policy.LAPSED])]
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
     ctx.step("terms", lambda: acct.ldap_ok(ctx, conn.modify(dn, change), f"renewing {uid}"),
              lambda: acct.ldap_ok(ctx, conn.modify(dn, undo), f"undoing the renewal of {uid}"),

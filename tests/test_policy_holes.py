@@ -1,0 +1,142 @@
+"""Holes closed in the policy: what office may not do, and what a renewal may not undo.
+
+Each test is one hole found by reviewing the helper as office staff trying to get syscom's
+power; every check reads LDAP (root over ldapi) or Mailman directly, never ceo's own words.
+The accounts here are this file's own (`p` + 8 hex digits), added straight to LDAP and
+removed in the fixture's finaliser.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import pytest
+
+from ceo import terms as T
+from test_helper_protocol import Raw, connect  # noqa: F401  (connect is a fixture)
+
+NOW = T.current()
+PREV = T.add(NOW, -1)
+
+
+def ceo(cluster, user, *args, stdin=subprocess.DEVNULL, **kw):
+    return cluster.run(["ceo", *args], user, stdin=stdin, **kw)
+
+
+def refused(proc, code: int, *words: str):
+    """Exit `code`, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ceo: "), proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def ldap(cluster):
+    import ldap3
+    server = ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F"), get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
+                            sasl_credentials="", auto_bind=True)
+    yield conn
+    conn.unbind()
+
+
+def entry(ldap, dn: str, *attrs: str) -> dict:
+    assert ldap.search(dn, "(objectClass=*)", search_scope="BASE", attributes=list(attrs) or ["*"]), dn
+    return {k: list(v) if isinstance(v, list) else [v] for k, v in ldap.response[0]["attributes"].items() if v != []}
+
+
+@pytest.fixture
+def member(cluster, ldap):
+    """make(terms, lock=None, reason=None) -> uid: a member entry added straight to LDAP."""
+    made = []
+
+    def make(terms=(PREV,), lock=None, reason=None):
+        uid = f"p{uuid.uuid4().hex[:8]}"
+        number = 28000 + int(uuid.uuid4().hex[:3], 16) % 1900
+        attrs = {"cn": f"Policy {uid}", "uid": uid, "uidNumber": number, "gidNumber": number,
+                 "homeDirectory": f"/users/{uid}", "loginShell": "/bin/bash", "term": list(terms)}
+        if lock is not None:
+            attrs["shadowExpire"] = lock
+        if reason is not None:
+            attrs["lockReason"] = reason
+        dn = f"uid={uid},ou=People,{cluster.base_dn}"
+        assert ldap.add(dn, ["top", "account", "posixAccount", "shadowAccount", "member"], attrs), ldap.result
+        made.append(dn)
+        return uid
+    yield make
+    for dn in made:
+        assert ldap.delete(dn) or ldap.result["result"] == 32, ldap.result
+
+
+def user_dn(cluster, uid):
+    return f"uid={uid},ou=People,{cluster.base_dn}"
+
+
+# --- a renewal is for members, and lifts only the lapsed-membership lock --------------------
+
+def test_renewing_a_club_account_is_a_clear_refusal_and_writes_nothing(cluster, ldap):
+    before = entry(ldap, user_dn(cluster, "club1"))
+    proc = ceo(cluster, "ofstaff", "members", "renew", "club1")
+    refused(proc, 2, "club1 is not a member")
+    assert entry(ldap, user_dn(cluster, "club1")) == before
+
+
+def test_a_csv_row_for_a_club_account_is_an_invalid_row(cluster, ldap, member, tmp_path):
+    uid = member()
+    csv = tmp_path / "renewals.csv"
+    csv.write_text(f"uid\n{uid}\nclub1\n")
+    before = entry(ldap, user_dn(cluster, uid), "term"), entry(ldap, user_dn(cluster, "club1"))
+    proc = ceo(cluster, "ofstaff", "members", "renew", "--csv", str(csv))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{csv}: line 3: club1 is not a member" in proc.stderr
+    assert (entry(ldap, user_dn(cluster, uid), "term"), entry(ldap, user_dn(cluster, "club1"))) == before
+
+
+def test_renewal_lifts_a_lapsed_lock(cluster, ldap, member):
+    uid = member(lock=1, reason="lapsed")
+    proc = ceo(cluster, "ofstaff", "members", "renew", uid)
+    assert proc.returncode == 0, proc.stderr
+    after = entry(ldap, user_dn(cluster, uid), "term", "shadowExpire", "lockReason")
+    assert NOW in after["term"] and "shadowExpire" not in after and "lockReason" not in after
+
+
+@pytest.mark.parametrize("reason", ["syscom: compromised key", None], ids=["syscom-lock", "no-reason"])
+def test_renewal_does_not_lift_a_lock_syscom_set(cluster, ldap, member, reason):
+    uid = member(lock=12345, reason=reason)
+    proc = ceo(cluster, "ofstaff", "members", "renew", uid, "--json")
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads(proc.stdout)["steps"]
+    assert [s["status"] for s in steps if s["step"] == "lock"] == ["warning"]
+    after = entry(ldap, user_dn(cluster, uid), "term", "shadowExpire", "lockReason")
+    assert NOW in after["term"]  # the membership is renewed ...
+    assert after["shadowExpire"] == ["12345"]  # ... and the account stays locked
+    assert after.get("lockReason") == ([reason] if reason else None)
+
+
+def test_csv_renewal_does_not_lift_a_lock_syscom_set(cluster, ldap, member, tmp_path):
+    lapsed, kept = member(lock=1, reason="lapsed"), member(lock=12345, reason="syscom: abuse")
+    csv = tmp_path / "renewals.csv"
+    csv.write_text(f"uid\n{lapsed}\n{kept}\n")
+    proc = ceo(cluster, "ofstaff", "members", "renew", "--csv", str(csv))
+    assert proc.returncode == 0, proc.stderr
+    assert "shadowExpire" not in entry(ldap, user_dn(cluster, lapsed), "shadowExpire")
+    after = entry(ldap, user_dn(cluster, kept), "term", "shadowExpire")
+    assert NOW in after["term"] and after["shadowExpire"] == ["12345"]
+
+
+def test_a_raw_client_cannot_plan_an_unlock_of_a_syscom_lock(cluster, ldap, member, connect):
+    """renew_rows writes what the client planned; the unlock is tied to the lapsed reason in the
+    same LDAP modify, so a plan that says "unlock" for another lock is refused by LDAP itself."""
+    uid = member(lock=12345, reason="syscom: abuse")
+    session = Raw(connect("phosphoric-acid", "ofstaff"))
+    session.hello()
+    events, reply = session.request("r1", "members", "renew_rows",
+                                    {"uids": [uid], "adds": [""], "expires": [12345], "clubrep": False})
+    assert session.finish()[1] == 0
+    assert reply["result"]["rows"][0]["status"] != "done", reply
+    after = entry(ldap, user_dn(cluster, uid), "shadowExpire", "lockReason")
+    assert after["shadowExpire"] == ["12345"] and after["lockReason"] == ["syscom: abuse"]
