@@ -63,16 +63,22 @@ def _is_member(ctx, uid: str) -> bool:
 
 # --- accounts ------------------------------------------------------------------------------
 
-def syscom_member_guard(ctx, args):
-    """Guard: a syscom member's account is changed only by themself or by syscom."""
-    uid = args["uid"]
-    if uid != ctx.caller and "syscom" not in ctx.groups and _in_group(ctx, uid, "syscom"):
-        raise NotPermitted(f"only syscom may change the account of {uid}, a syscom member")
-
-
-def _in_group(ctx, uid: str, group: str) -> bool:
+def protected(ctx, uid: str) -> bool:
+    """Protected accounts: the members of syscom, office and exec (`[policy] protected_groups`)
+    and those `[policy] protected_accounts` names. Their mail and logins are theirs and
+    syscom's to change: office redirecting an exec's mail could read a password reset."""
     from .services import directory
-    return group in directory.groups_of(ctx.ldap(), ctx.config, uid)
+    if uid in ctx.config.getlist("policy", "protected_accounts", ""):
+        return True
+    groups = set(ctx.config.getlist("policy", "protected_groups", "syscom office exec"))
+    return bool(groups & directory.groups_of(ctx.ldap(), ctx.config, uid))
+
+
+def protected_account_guard(ctx, args):
+    """Guard: a protected account is changed only by itself or by syscom."""
+    uid = args["uid"]
+    if uid != ctx.caller and "syscom" not in ctx.groups and protected(ctx, uid):
+        raise NotPermitted(f"only {uid} or syscom may change {uid}'s account (a protected account)")
 
 
 RESERVED = ("root admin administrator postmaster abuse hostmaster webmaster www mail ceo exec syscom office "
@@ -138,6 +144,14 @@ def own_address_on_open_list(ctx, args):
         return True
     return f"members may subscribe or unsubscribe themselves only on {', '.join(open_lists)}; " \
            f"{args['list']} needs office or syscom"
+
+
+def group_list_guard(ctx, args):
+    """Guard: a list tied to a group (`[policy] group_lists`: syscom, syscom-alerts, exec)
+    follows that group's membership, so only syscom changes it directly."""
+    tied = ctx.config.getlist("policy", "group_lists", "syscom syscom-alerts exec")
+    if args["list"] in tied and "syscom" not in ctx.groups:
+        raise NotPermitted(f"{args['list']} follows a group's membership: only syscom changes it directly")
 
 
 def list_owner(ctx, args):

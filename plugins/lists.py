@@ -61,14 +61,16 @@ def members(ctx, list):
 
 
 @plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", role="mail",
-             allow=("office", "syscom"), permit=policy.own_address_on_open_list, mutating=True, check=True,
+             allow=("office", "syscom"), permit=policy.own_address_on_open_list,
+             guard=policy.group_list_guard, mutating=True, check=True,
              params=[ListName, Who])
 def subscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=True)
 
 
 @plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", role="mail",
-             allow=("office", "syscom"), permit=policy.own_address_on_open_list, mutating=True, check=True,
+             allow=("office", "syscom"), permit=policy.own_address_on_open_list,
+             guard=policy.group_list_guard, mutating=True, check=True,
              params=[ListName, Who])
 def unsubscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=False)

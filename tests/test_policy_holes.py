@@ -140,3 +140,140 @@ def test_a_raw_client_cannot_plan_an_unlock_of_a_syscom_lock(cluster, ldap, memb
     assert reply["result"]["rows"][0]["status"] != "done", reply
     after = entry(ldap, user_dn(cluster, uid), "shadowExpire", "lockReason")
     assert after["shadowExpire"] == ["12345"] and after["lockReason"] == ["syscom: abuse"]
+
+
+# --- lists tied to a group are syscom's -------------------------------------------------------
+
+def mailing_list(cluster, name: str):
+    from mailmanclient import Client
+
+    from sandbox.topology import MAILMAN_PASS, MAILMAN_USER
+    client = Client(f"http://{cluster.addrs['mail']}:8001/3.1", MAILMAN_USER, MAILMAN_PASS)
+    return client.get_list(f"{name}@csclub.internal")
+
+
+def roster(cluster, name: str) -> set[str]:
+    return {m.email for m in mailing_list(cluster, name).members}
+
+
+@pytest.fixture
+def kept_roster(cluster):
+    """kept_roster(name) -> the roster now; whatever a failing test changed is put back."""
+    kept = {}
+
+    def keep(name):
+        kept[name] = roster(cluster, name)
+        return kept[name]
+    yield keep
+    for name, before in kept.items():
+        mlist = mailing_list(cluster, name)
+        now = roster(cluster, name)
+        for address in now - before:
+            mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True)
+        for address in before - now:
+            mlist.subscribe(address, pre_verified=True, pre_confirmed=True, pre_approved=True,
+                            send_welcome_message=False)
+        assert roster(cluster, name) == before
+
+
+@pytest.mark.parametrize("name", ["syscom", "syscom-alerts", "exec"])
+@pytest.mark.parametrize("who", ["ofstaff", "regular1", "someone@example.org"])
+def test_office_cannot_subscribe_anyone_to_a_group_list(cluster, kept_roster, name, who):
+    before = kept_roster(name)
+    proc = ceo(cluster, "ofstaff", "lists", "subscribe", name, who)
+    refused(proc, 3, f"{name} follows a group's membership")
+    assert roster(cluster, name) == before
+
+
+def test_office_cannot_unsubscribe_syscom_from_their_list(cluster, kept_roster):
+    if "ctdalek@csclub.internal" not in roster(cluster, "syscom"):
+        assert ceo(cluster, "ctdalek", "lists", "subscribe", "syscom", "ctdalek").returncode == 0
+    kept_roster("syscom")
+    proc = ceo(cluster, "ofstaff", "lists", "unsubscribe", "syscom", "ctdalek")
+    refused(proc, 3, "syscom follows a group's membership")
+    assert "ctdalek@csclub.internal" in roster(cluster, "syscom")
+
+
+def test_syscom_still_changes_a_group_list(cluster):
+    address = f"{uuid.uuid4().hex[:8]}@example.org"
+    assert ceo(cluster, "ctdalek", "lists", "subscribe", "exec", address).returncode == 0
+    try:
+        assert address in roster(cluster, "exec")
+    finally:
+        assert ceo(cluster, "ctdalek", "lists", "unsubscribe", "exec", address).returncode == 0
+    assert address not in roster(cluster, "exec")
+
+
+# --- protected accounts: their mail and shell are theirs and syscom's ---------------------------
+
+def forward_of(uid: str):
+    from pathlib import Path
+    path = Path("/users") / uid / ".forward"
+    return path.read_text() if path.exists() else None
+
+
+@pytest.fixture
+def kept_account(cluster, ldap):
+    """kept_account(uid): its ~/.forward and login shell are put back after the test."""
+    import os
+    kept = []
+
+    def keep(uid):
+        kept.append((uid, forward_of(uid), entry(ldap, user_dn(cluster, uid), "loginShell")["loginShell"]))
+    yield keep
+    for uid, forward, shell in kept:
+        path = f"/users/{uid}/.forward"
+        if forward_of(uid) != forward:
+            if forward is None:
+                os.unlink(path)
+            else:
+                with open(path, "w") as f:
+                    f.write(forward)
+        assert ldap.modify(user_dn(cluster, uid), {"loginShell": [("MODIFY_REPLACE", shell)]}), ldap.result
+        assert forward_of(uid) == forward
+
+
+@pytest.fixture
+def in_group(cluster, ldap):
+    """in_group(uid, group): uid joins the group for this test (and leaves it after)."""
+    added = []
+
+    def join(uid, group):
+        dn = f"cn={group},ou=Group,{cluster.base_dn}"
+        assert ldap.modify(dn, {"uniqueMember": [("MODIFY_ADD", [user_dn(cluster, uid)])]}), ldap.result
+        added.append((dn, uid))
+        return uid
+    yield join
+    for dn, uid in added:
+        assert ldap.modify(dn, {"uniqueMember": [("MODIFY_DELETE", [user_dn(cluster, uid)])]}), ldap.result
+
+
+@pytest.mark.parametrize("target", ["ctdalek", "exec-member"])
+def test_office_cannot_redirect_a_protected_accounts_mail(cluster, in_group, kept_account, target):
+    uid = in_group("regular2", "exec") if target == "exec-member" else target
+    kept_account(uid)
+    before = forward_of(uid)
+    proc = ceo(cluster, "ofstaff", "members", "modify", uid, "--forwarding-address", "thief@example.org")
+    refused(proc, 3, "a protected account")
+    assert forward_of(uid) == before
+    proc = ceo(cluster, "ofstaff", "members", "modify", uid, "--login-shell", "/bin/sh")
+    refused(proc, 3, "a protected account")
+
+
+def test_office_cannot_redirect_another_office_members_mail(cluster, in_group, kept_account):
+    uid = in_group("regular2", "office")
+    kept_account(uid)
+    before = forward_of(uid)
+    proc = ceo(cluster, "ofstaff", "members", "modify", uid, "--forwarding-address", "thief@example.org")
+    refused(proc, 3, "a protected account")
+    assert forward_of(uid) == before
+
+
+def test_a_protected_member_and_syscom_still_change_it(cluster, in_group, kept_account):
+    uid = in_group("regular2", "exec")
+    kept_account(uid)
+    assert ceo(cluster, uid, "members", "modify", uid, "--forwarding-address", "r2@example.org").returncode == 0
+    assert forward_of(uid) == "r2@example.org\n"
+    assert ceo(cluster, "ctdalek", "members", "modify", uid, "--forwarding-address",
+               "r2b@example.org").returncode == 0
+    assert forward_of(uid) == "r2b@example.org\n"

@@ -182,7 +182,7 @@ def forwarding(ctx, uid):
 
 
 @plugin.verb("set_shell", "Step: replace the login shell", role="ldap", allow=("self", "office", "syscom"),
-             guard=policy.syscom_member_guard, mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True),
+             guard=policy.protected_account_guard, mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True),
                                                            Str("shell", required=True, max_length=256)])
 def set_shell(ctx, uid, shell):
     if shell not in acct.shells():
@@ -203,7 +203,7 @@ def set_shell(ctx, uid, shell):
 
 
 @plugin.verb("set_forwarding", "Step: replace ~/.forward", role="homes", allow=("self", "office", "syscom"),
-             guard=policy.syscom_member_guard, mutating=True, check=True, hidden=True,
+             guard=policy.protected_account_guard, mutating=True, check=True, hidden=True,
              params=[Uid("uid", positional=True), Address])
 def set_forwarding(ctx, uid, forwarding_address):
     number = policy.managed_member_number(ctx, uid)
