@@ -7,6 +7,7 @@ stdout is not a terminal rich prints no colour.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 MARKS = {"done": "[green]✓[/]", "would": "[cyan]~[/]", "warning": "[yellow]![/]", "failed": "[red]✗[/]",
@@ -43,7 +44,7 @@ class Output:
             if not self.as_json:
                 mark = MARKS.get(event.get("status"), "·")
                 host = f" [dim]({where})[/]" if self.verbose else ""
-                self.console.print(f"{mark} {_escape(event.get('message', event['step']))}{host}")
+                self.console.print(f"{mark} {safe(event.get('message', event['step']))}{host}")
         elif "progress" in event and self.verbose and not self.as_json:
             self.err_console.print(f"[dim]{_escape(event['progress'])}[/]")
 
@@ -73,7 +74,7 @@ class Output:
                 doc["steps"] = self.steps
             print(json.dumps(doc, indent=2, sort_keys=True, default=str))
         msg = err.message.splitlines()[0] if err.message else err.name
-        print(f"ceo: {msg}", file=sys.stderr)
+        print(f"ceo: {plain(msg)}", file=sys.stderr)
 
     def table(self, columns, rows, title=None):
         from rich.table import Table
@@ -112,5 +113,22 @@ def _scalar(v) -> str:
     return str(v)
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
+# Text from LDAP or Mailman (names, descriptions, shells) reaches staff terminals: control
+# characters (escape sequences that retitle, recolour or rewrite the screen) and the Unicode
+# bidirectional overrides (which reorder what is shown) are printed as visible escapes.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text) -> str:
+    """Text made safe for a terminal."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xff else f"\\x{ord(m.group()):02x}",
+                       str(text))
+
+
+def safe(text) -> str:
+    """Text made safe for a terminal and for rich (its markup escaped): for every value a
+    renderer prints."""
+    return plain(text).replace("[", "\\[")
+
+
+_escape = safe

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ceo.output import safe
 from ceo.plugin import Plugin
 
 plugin = Plugin("doctor", "Check your ticket, every host, its helper and the services it runs",
@@ -18,7 +19,7 @@ def render(console, result):
     for row in result["checks"]:
         status = "[green]ok[/]" if row["ok"] else "[red]FAIL[/]"
         ms = "" if row.get("ms") is None else str(row["ms"])
-        table.add_row(row["host"].split(".")[0], row["check"], status, ms, row["detail"].replace("[", "\\["))
+        table.add_row(row["host"].split(".")[0], row["check"], status, ms, safe(row["detail"]))
     console.print(table)
     failed = sum(not r["ok"] for r in result["checks"])
     console.print(f"{len(result['checks']) - failed} ok, {failed} failed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ceo import policy
 from ceo.errors import NotFound
+from ceo.output import safe
 from ceo.services import mailman
 from ceo.plugin import EMAIL, Plugin, Str
 
@@ -28,7 +29,7 @@ def _render_lists(console, result):
     for column in ("list", "members", "description"):
         table.add_column(column)
     for row in result:
-        table.add_row(row["list"], str(row["members"]), row["description"])
+        table.add_row(safe(row["list"]), str(row["members"]), safe(row["description"]))
     console.print(table)
 
 
@@ -47,7 +48,7 @@ def _render_members(console, result):
     table.add_column("address")
     table.add_column("name")
     for row in result:
-        table.add_row(row["address"], row["name"])
+        table.add_row(safe(row["address"]), safe(row["name"]))
     console.print(table)
     console.print(f"{len(result)} subscribers")
 

@@ -277,3 +277,24 @@ def test_a_protected_member_and_syscom_still_change_it(cluster, in_group, kept_a
     assert ceo(cluster, "ctdalek", "members", "modify", uid, "--forwarding-address",
                "r2b@example.org").returncode == 0
     assert forward_of(uid) == "r2b@example.org\n"
+
+
+# --- text from LDAP never drives a staff terminal ---------------------------------------------
+
+HOSTILE_TEXT = "Eve \x1b]0;pwned\x07\x1b[2J\x1b[31mred\u202eelif.exe\u2066\x9b"
+
+
+@pytest.mark.parametrize("command", [["members", "get", "{uid}"], ["members", "list", "--term", PREV]])
+def test_names_from_ldap_reach_the_terminal_neutralised(cluster, ldap, member, command):
+    uid = member()
+    assert ldap.modify(user_dn(cluster, uid), {"cn": [("MODIFY_REPLACE", [HOSTILE_TEXT])],
+                                               "program": [("MODIFY_REPLACE", ["[bold]Math[/]\x1b[5m"])]}), ldap.result
+    proc = ceo(cluster, "ofstaff", *[c.format(uid=uid) for c in command])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert uid in out
+    for char in "\x1b\x07\x9b\u202e\u2066":
+        assert char not in out, (char, out)
+    if command[1] == "get":  # (a table wraps its cells)
+        assert "\\x1b]0;pwned\\x07" in out and "\\u202e" in out  # shown, as visible escapes
+        assert "[bold]Math[/]" in out  # markup in data is printed, not obeyed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ceo import terms as T
 from ceo.errors import NOT_PERMITTED, BadInput, CeoError
+from ceo.output import safe
 from ceo.plugin import Flag, Str, Term, Uid
 
 from . import accounts as acct
@@ -105,7 +106,7 @@ def _render_list(console, rows):
         table.add_column(column)
     for r in rows:
         last = (r["terms"] or r["nonMemberTerms"])[-3:]
-        table.add_row(r["uid"], r["name"] or "", r["program"] or "", " ".join(last), "yes" if r["locked"] else "")
+        table.add_row(r["uid"], safe(r["name"] or ""), safe(r["program"] or ""), " ".join(last), "yes" if r["locked"] else "")
     console.print(table)
     console.print(f"{len(rows)} accounts")
 

@@ -17,6 +17,7 @@ import sys
 
 from ceo import terms as T
 from ceo.errors import BadInput, CeoError
+from ceo.output import safe
 
 UID = re.compile(r"[a-z][a-z0-9-]{0,31}")
 OUTCOMES = ("done", "unchanged", "failed", "skipped", "not attempted")
@@ -237,12 +238,12 @@ def render(console, result):
     table.add_row(*[str(counts[o]) for o in OUTCOMES + ("would",) if counts.get(o)])
     if result.get("check"):
         for r in result["rows"]:
-            console.print(f"line {r['line']} {r['uid']}: {r['message'] or r['outcome']}")
+            console.print(f"line {r['line']} {r['uid']}: {safe(r['message'] or r['outcome'])}")
     console.print("renewals:")
     console.print(table)
     failed = [r for r in result["rows"] if r["outcome"] == "failed"]
     for r in failed[:20]:
-        console.print(f"[red]line {r['line']} {r['uid']}: {r['message']}[/]")
+        console.print(f"[red]line {r['line']} {r['uid']}: {safe(r['message'])}[/]")
     if len(failed) > 20:
         console.print(f"[red]... and {len(failed) - 20} more failed rows (see --receipt)[/]")
     if result["stopped"]:
