@@ -73,10 +73,8 @@ def build_parser(registry, selected: str | None, everything: bool = False):
             continue
         verbs = pp.add_subparsers(dest="_verb_name", metavar="VERB", title="verbs", parser_class=_Parser)
         for verb in plugin.verbs.values():
-            _add_verb(verbs, verb)
-        # Hidden verbs (steps of other verbs) stay runnable, just unlisted.
-        hidden = {v.name for v in plugin.verbs.values() if v.hidden}
-        verbs._choices_actions = [a for a in verbs._choices_actions if a.dest not in hidden]
+            if not verb.hidden:  # steps of other verbs are not commands: run alone, they leave half a job
+                _add_verb(verbs, verb)
         pp.set_defaults(_plugin_obj=plugin)
     return parser
 

@@ -298,3 +298,29 @@ def test_names_from_ldap_reach_the_terminal_neutralised(cluster, ldap, member, c
     if command[1] == "get":  # (a table wraps its cells)
         assert "\\x1b]0;pwned\\x07" in out and "\\u202e" in out  # shown, as visible escapes
         assert "[bold]Math[/]" in out  # markup in data is printed, not obeyed
+
+
+# --- steps are not commands -------------------------------------------------------------------
+
+STEPS = ["create", "principal", "password", "home", "welcome", "announce", "info", "forwarding",
+         "set_shell", "set_forwarding", "lookup", "renew_rows", "renew_terms", "remove_home",
+         "purge_home", "remove_ldap", "remove_principal"]
+
+
+def test_a_step_typed_as_a_command_is_refused_and_writes_nothing(cluster, ldap):
+    uid = f"p{uuid.uuid4().hex[:8]}"
+    proc = ceo(cluster, "ofstaff", "members", "create", uid, "--cn", "Alice")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "invalid choice: 'create'" in proc.stderr
+    assert not ldap.search(f"ou=People,{cluster.base_dn}", f"(uid={uid})")
+    assert not ldap.search(f"ou=Group,{cluster.base_dn}", f"(cn={uid})")
+
+
+@pytest.mark.parametrize("argv", [["members", "nosuchverb"], ["members", "--help"], ["lists", "nosuchverb"]])
+def test_steps_are_not_listed(cluster, argv):
+    proc = ceo(cluster, "ofstaff", *argv)
+    text = proc.stdout + proc.stderr
+    assert "add" in text or "subscribe" in text, text  # the real verbs are listed
+    listed = {line.split()[0] for line in text.splitlines() if line.startswith("    ") and line.split()}
+    for step in STEPS + ["unsubscribe_all"]:
+        assert f"'{step}'" not in text and step not in listed, (step, text)

@@ -148,6 +148,6 @@ def _fail(fail):
 
 
 
-@plugin.verb("crash", "A bug: an unexpected exception in the helper", role="ldap", allow=STAFF, hidden=True)
+@plugin.verb("crash", "A bug: an unexpected exception in the helper", role="ldap", allow=STAFF)
 def crash(ctx):
     return {"never": {}["testkit-crash-detail-7f3a"]}  # KeyError, whose text must stay in the log
