@@ -93,12 +93,13 @@ def test_ldap_only_user_logs_in_and_locked_user_does_not(cluster):
     assert (reply["caller"], reply["principal"]) == ("regular2", f"regular2@{cluster.realm}")
     locked = cluster.run(SSH + [f"expired1@{cluster.hosts['coffee']}"], "expired1", input=HELLO)
     assert locked.returncode == 255 and locked.stdout == ""
-    assert "Permission denied" in locked.stderr
+    assert "Permission denied (gssapi-keyex,gssapi-with-mic)." in locked.stderr
 
 
 def test_no_ticket_is_refused(cluster, as_user):
     proc = cluster.run(SSH + [f"regular1@{cluster.hosts['mail']}"], None)
     assert proc.returncode == 255 and proc.stdout == ""
+    assert "Permission denied (gssapi-keyex,gssapi-with-mic)." in proc.stderr, proc.stderr
     as_user(None)
     with pytest.raises(gssapi.exceptions.GSSError):
         paramiko_client(cluster, "mail", "regular1")
@@ -162,8 +163,12 @@ def test_foreign_principal_that_sshd_accepts_is_refused_by_the_helper(cluster, a
 
 
 def test_another_users_ticket_does_not_open_their_account(cluster):
-    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "regular1")
+    offset = sshd_log_size(cluster, "coffee")
+    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "regular1", input=HELLO)
     assert proc.returncode == 255 and proc.stdout == ""
+    assert "Permission denied (gssapi-keyex,gssapi-with-mic)." in proc.stderr, proc.stderr
+    log = sshd_log_after(cluster, "coffee", offset)
+    assert "Failed gssapi-with-mic for ctdalek" in log and "Accepted gssapi-with-mic" not in log, log
 
 
 # --- NSS and sudo from LDAP ---------------------------------------------------------------
