@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
+import pwd
+import re
 import smtplib
 import socket
 import uuid
@@ -48,6 +51,7 @@ def test_openssh_login_runs_only_the_helper(cluster, host, tmp_path):
     assert proc.returncode == 0, proc.stderr
     reply = hello(proc.stdout)
     assert (reply["hello"], reply["caller"], reply["host"]) == ("ceo-helper", "regular1", cluster.hosts[host])
+    assert reply["principal"] == f"regular1@{cluster.realm}"  # sshd's record, read by the helper
     assert "shell" not in proc.stdout and not marker.exists()
 
 
@@ -61,6 +65,7 @@ def test_paramiko_login_runs_only_the_helper(cluster, as_user, host):
         stdin.channel.shutdown_write()
         reply = hello(out.read().decode())
         assert reply["caller"] == "ofstaff" and reply["host"] == cluster.hosts[host]
+        assert reply["principal"] == f"ofstaff@{cluster.realm}"
         assert out.channel.recv_exit_status() == 0
         # An interactive shell is not on offer either: no pty, and the "shell" is the helper.
         chan = client.get_transport().open_session()
@@ -83,32 +88,87 @@ def test_ldap_only_user_logs_in_and_locked_user_does_not(cluster):
     assert "regular2:" not in passwd and "expired1:" not in passwd  # they exist only in LDAP
     assert cluster.run(["getent", "passwd", "regular2"]).stdout.startswith("regular2:x:20004:20004:")
     ok = cluster.run(SSH + [f"regular2@{cluster.hosts['coffee']}"], "regular2", input=HELLO)
-    assert ok.returncode == 0 and hello(ok.stdout)["caller"] == "regular2"
+    assert ok.returncode == 0, ok.stderr
+    reply = hello(ok.stdout)
+    assert (reply["caller"], reply["principal"]) == ("regular2", f"regular2@{cluster.realm}")
     locked = cluster.run(SSH + [f"expired1@{cluster.hosts['coffee']}"], "expired1", input=HELLO)
     assert locked.returncode == 255 and locked.stdout == ""
-    assert "Permission denied" in locked.stderr
+    assert "Permission denied (gssapi-keyex,gssapi-with-mic)." in locked.stderr
 
 
 def test_no_ticket_is_refused(cluster, as_user):
     proc = cluster.run(SSH + [f"regular1@{cluster.hosts['mail']}"], None)
     assert proc.returncode == 255 and proc.stdout == ""
+    assert "Permission denied (gssapi-keyex,gssapi-with-mic)." in proc.stderr, proc.stderr
     as_user(None)
     with pytest.raises(gssapi.exceptions.GSSError):
         paramiko_client(cluster, "mail", "regular1")
 
 
+def sshd_log_after(cluster, host: str, offset: int) -> str:
+    """What `host`'s sshd logged since `offset` (a byte position taken before a login)."""
+    with open(cluster.state / "hosts" / host / "sshd.log", "rb") as log:
+        log.seek(offset)
+        return log.read().decode("utf-8", "replace")
+
+
+def sshd_log_size(cluster, host: str) -> int:
+    return (cluster.state / "hosts" / host / "sshd.log").stat().st_size
+
+
 def test_principal_from_another_realm_is_refused(cluster):
     klist = cluster.run(["klist"], "ctdalek@other").stdout
     assert "ctdalek@OTHER.INTERNAL" in klist
-    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "ctdalek@other")
+    offset = sshd_log_size(cluster, "coffee")
+    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "ctdalek@other", input=HELLO)
     assert proc.returncode == 255 and proc.stdout == ""
     # The cross-realm ticket was issued, so it is sshd's realm check that refused it.
     assert f"krbtgt/{cluster.realm}@OTHER.INTERNAL" in cluster.run(["klist"], "ctdalek@other").stdout
+    log = sshd_log_after(cluster, "coffee", offset)
+    assert "Failed gssapi-with-mic for ctdalek" in log and "Accepted gssapi-with-mic" not in log
+
+
+@pytest.mark.parametrize("account", ["regular1", "ctdalek"])
+def test_foreign_principal_that_sshd_accepts_is_refused_by_the_helper(cluster, account):
+    """A member's ~/.k5login (theirs to write) may let a foreign principal in through sshd
+    (krb5_kuserok); the helper's own check of sshd's authentication record (SSH_USER_AUTH) must
+    still refuse it: as another member, and as the account of the same name in our realm."""
+    member = pwd.getpwnam(account)
+    k5login = f"{member.pw_dir}/.k5login"
+    assert not os.path.lexists(k5login)
+    try:
+        # Written as the member could: their own file in their own home.
+        with open(k5login, "x") as f:
+            f.write("ctdalek@OTHER.INTERNAL\n")
+        os.chown(k5login, member.pw_uid, member.pw_gid)
+        offset = sshd_log_size(cluster, "coffee")
+        proc = cluster.run(SSH + [f"{account}@{cluster.hosts['coffee']}"], "ctdalek@other", input=HELLO)
+        log = sshd_log_after(cluster, "coffee", offset)
+        # sshd let the foreign principal in ...
+        assert re.search(rf"^Accepted gssapi-with-mic for {account} from \S+ port \d+ "
+                         r"ssh2: ctdalek@OTHER\.INTERNAL\r?$", log, re.M), log
+        # ... and the helper, not sshd, refused it before answering the hello.
+        assert proc.returncode == 3, (proc.stdout, proc.stderr)
+        error = hello(proc.stdout)["error"]
+        assert error["name"] == "NotPermitted" and error["exit"] == 3
+        assert error["message"] == f"principal ctdalek@OTHER.INTERNAL is not {account}@{cluster.realm}"
+    finally:
+        if os.path.lexists(k5login):
+            os.unlink(k5login)
+    assert not os.path.lexists(k5login)
+    # The member's own login is unaffected once the file is gone.
+    own = cluster.run(SSH + [f"{account}@{cluster.hosts['coffee']}"], account, input=HELLO)
+    assert own.returncode == 0, own.stderr
+    assert hello(own.stdout)["principal"] == f"{account}@{cluster.realm}"
 
 
 def test_another_users_ticket_does_not_open_their_account(cluster):
-    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "regular1")
+    offset = sshd_log_size(cluster, "coffee")
+    proc = cluster.run(SSH + [f"ctdalek@{cluster.hosts['coffee']}"], "regular1", input=HELLO)
     assert proc.returncode == 255 and proc.stdout == ""
+    assert "Permission denied (gssapi-keyex,gssapi-with-mic)." in proc.stderr, proc.stderr
+    log = sshd_log_after(cluster, "coffee", offset)
+    assert "Failed gssapi-with-mic for ctdalek" in log and "Accepted gssapi-with-mic" not in log, log
 
 
 # --- NSS and sudo from LDAP ---------------------------------------------------------------
@@ -171,7 +231,7 @@ def test_postgresql_root_only_over_coffees_socket(cluster):
             assert cur.fetchone() == ("postgres", None)
     with pytest.raises(psycopg2.OperationalError, match="password"):
         psycopg2.connect(host=cluster.hosts["coffee"], user="postgres", dbname="postgres", connect_timeout=3)
-    with pytest.raises(psycopg2.OperationalError):
+    with pytest.raises(psycopg2.OperationalError, match="Connection refused"):
         psycopg2.connect(host=cluster.addrs["phosphoric-acid"], user="postgres", dbname="postgres", connect_timeout=3)
 
 
@@ -184,7 +244,8 @@ def test_mariadb_root_only_over_coffees_socket(cluster):
     conn.close()
     with pytest.raises(pymysql.err.OperationalError) as denied:
         pymysql.connect(host=cluster.addrs["coffee"], user="root", connect_timeout=3)
-    assert denied.value.args[0] in (1045, 1130)  # refused by the server, not "cannot connect"
+    # Refused by the server itself (ER_HOST_NOT_PRIVILEGED: root is root@localhost only), not "cannot connect".
+    assert denied.value.args[0] == 1130, denied.value.args
     with pytest.raises(pymysql.err.OperationalError) as refused:
         pymysql.connect(host=cluster.addrs["phosphoric-acid"], user="root", connect_timeout=3)
     assert refused.value.args[0] == 2003

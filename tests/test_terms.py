@@ -166,12 +166,22 @@ def test_order_across_years():
     assert terms.sort(["w2027", "f2026"]) == ["f2026", "w2027"]
 
 
-def test_order_is_not_string_order():
-    # Within a year, string order is wrong: "s" < "w" and "f" < "s" as letters.
-    assert "s2027" < "w2027" and "f2027" < "s2027"            # the trap
-    assert terms.ordinal("w2027") < terms.ordinal("s2027") < terms.ordinal("f2027")
-    assert terms.sort(["f2027", "s2027", "w2027"]) == ["w2027", "s2027", "f2027"]
-    assert sorted(["f2027", "s2027", "w2027"]) != terms.sort(["f2027", "s2027", "w2027"])
+@pytest.mark.parametrize("given, chronological", [
+    # Within a year the letters sort f < s < w: the reverse of the calendar.
+    (["f2027", "s2027", "w2027"], ["w2027", "s2027", "f2027"]),
+    (["s2027", "w2027"], ["w2027", "s2027"]),
+    (["f2027", "s2027"], ["s2027", "f2027"]),
+    # Across a year boundary, with the later year's letter smaller.
+    (["f2027", "s2028", "w2028"], ["f2027", "w2028", "s2028"]),
+    (["s2026", "f2026", "w2027", "s2027"], ["s2026", "f2026", "w2027", "s2027"]),
+])
+def test_order_is_not_string_order(given, chronological):
+    assert terms.sort(given) == chronological
+    assert terms.sort(reversed(given)) == chronological
+    ords = [terms.ordinal(t) for t in chronological]
+    assert ords == sorted(ords) and len(set(ords)) == len(ords)  # the ordinal is the calendar's order
+    # The latest term is the calendar's, not the string maximum.
+    assert terms.next_unregistered(given, D(2000, 1, 1)) == terms.add(chronological[-1], 1)
 
 
 def test_sort_orders_by_term():
@@ -274,12 +284,16 @@ def test_of_date_accepts_datetime():
     assert terms.of_date(datetime.datetime(2027, 5, 1, 0, 0, 0)) == "s2027"
 
 
-def test_current_defaults_to_today():
-    before = terms.of_date(datetime.date.today())
-    now = terms.current()
-    after = terms.of_date(datetime.date.today())
-    assert now in (before, after)
-    assert terms.parse(now) == now
+@pytest.mark.parametrize("today, expected", [(D(2031, 3, 9), "w2031"), (D(2031, 7, 9), "s2031"),
+                                             (D(2031, 11, 9), "f2031")])
+def test_current_defaults_to_today(monkeypatch, today, expected):
+    class Today(datetime.date):
+        @classmethod
+        def today(cls):
+            return today
+    monkeypatch.setattr(datetime, "date", Today)  # the module terms.current() imports
+    assert terms.current() == expected
+    assert terms.current(D(2027, 5, 1)) == "s2027"  # a date given wins over today
 
 
 # --- next_unregistered ------------------------------------------------------------------
