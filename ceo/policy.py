@@ -81,16 +81,27 @@ def protected_account_guard(ctx, args):
         raise NotPermitted(f"only {uid} or syscom may change {uid}'s account (a protected account)")
 
 
-RESERVED = ("root admin administrator postmaster abuse hostmaster webmaster www mail ceo exec syscom office "
-            "staff skel nobody sudo adm wheel operator")
+# Names no account may take: mail roles, ceo's own groups, and the users and groups that
+# Debian and common packages create (a member's personal group `docker` or `libvirt` would
+# carry that group's rights on a host that has it, even one this helper cannot see).
+# `[policy] reserved_names` adds the site's own.
+RESERVED = (
+    "root admin administrator postmaster abuse hostmaster webmaster www mail ceo exec syscom office "
+    "staff skel nobody nogroup sudo adm wheel operator daemon bin sys sync games man lp news uucp proxy "
+    "www-data backup list irc gnats src shadow utmp tty disk kmem dialout fax voice cdrom floppy tape "
+    "audio dip video plugdev netdev users input render sgx kvm lpadmin scanner bluetooth docker lxd "
+    "libvirt libvirt-qemu libvirt-dnsmasq systemd-journal systemd-network systemd-resolve systemd-timesync "
+    "systemd-coredump messagebus polkitd sshd ssh-keys crontab _apt postgres mysql openldap nslcd "
+    "nscd ntp chrony postfix postdrop debian-exim mailman list-admin ssl-cert kerberos")
 
 
 def refuse_reserved_name(ctx, uid: str):
     """A new account may not take a name the system or the mail already uses: a personal
-    group called `sudo` or `adm` would be a group the hosts grant rights to."""
+    group called `sudo` or `adm` would be a group the hosts grant rights to. Each helper
+    checks its own host (the client asks every host of the inventory) and the lists."""
     import grp
     import pwd
-    reserved = set(ctx.config.getlist("members", "reserved", RESERVED))
+    reserved = set(RESERVED.split()) | set(ctx.config.getlist("policy", "reserved_names", ""))
     for known, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
         try:
             lookup(uid)

@@ -38,6 +38,13 @@ class Run:
             if isinstance(outcome, Exception):
                 raise outcome
 
+    def everywhere(self, qualname: str, args: dict) -> dict:
+        """Ask every host of the inventory (sessions opened in parallel): {host: result}."""
+        for outcome in self.pool.open_parallel(self.inventory.hosts.values()).values():
+            if isinstance(outcome, Exception):
+                raise outcome
+        return {name: self.call(qualname, args, host=host) for name, host in self.inventory.hosts.items()}
+
     def step(self, qualname: str, args: dict, *, role: str, describe: str, best_effort: bool = False):
         """One step: a helper verb on the host of `role`. If a later step fails, the helper that
         ran this one undoes it (its own steps, in reverse), within the same session."""

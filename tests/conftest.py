@@ -54,6 +54,27 @@ def cluster():
 
 
 @pytest.fixture
+def connect(cluster, as_user):
+    """connect(host, user): an SSH client logged in with `user`'s ticket, closed afterwards."""
+    clients = []
+
+    def open_(host: str, user: str):
+        import paramiko
+        as_user(user)
+        client = paramiko.SSHClient()
+        client.load_host_keys("/etc/ssh/ssh_known_hosts")
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(cluster.hosts[host], username=user, gss_auth=True, gss_kex=False, gss_deleg_creds=False,
+                       gss_trust_dns=False, look_for_keys=False, allow_agent=False, timeout=10)
+        clients.append(client)
+        return client
+
+    yield open_
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
 def as_user(monkeypatch, cluster):
     """Point this process's own Kerberos library (paramiko, ldap3) at a user's ticket."""
     def switch(user: str | None):

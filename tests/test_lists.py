@@ -85,23 +85,23 @@ def test_list_shows_descriptions_and_counts(cluster, mailman, unsubscribe_after)
 def test_subscribe_and_unsubscribe(cluster, mailman, unsubscribe_after, who):
     address = fresh_address() if who == "address" else "regular1@csclub.internal"
     who = address if who == "address" else who
-    mailman_list = "exec"
+    mailman_list = "ceo"
     unsubscribe_after.append((mailman_list, address))
     assert address not in members_of(mailman, mailman_list)
     proc = ceo(cluster, "ofstaff", "subscribe", mailman_list, who)
     assert proc.returncode == 0, proc.stderr
-    assert f"subscribed {address} to exec" in proc.stdout
+    assert f"subscribed {address} to ceo" in proc.stdout
     assert address in members_of(mailman, mailman_list)
-    # exec wants confirmation: a full member at once, nothing pending
-    assert mailman.get_list(f"exec@{DOMAIN}").get_member(address).role == "member"
-    assert pending_requests(mailman, "exec", address) == []
+    # the list wants confirmation: ceo makes a full member at once, nothing pending
+    assert mailman.get_list(f"ceo@{DOMAIN}").get_member(address).role == "member"
+    assert pending_requests(mailman, "ceo", address) == []
     again = ceo(cluster, "ofstaff", "subscribe", mailman_list, who, "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["result"]["changed"] is False
     proc = ceo(cluster, "ofstaff", "unsubscribe", mailman_list, who)
     assert proc.returncode == 0, proc.stderr
     assert address not in members_of(mailman, mailman_list)
     again = ceo(cluster, "ofstaff", "unsubscribe", mailman_list, who)
-    assert again.returncode == 0 and "is not on exec" in again.stdout
+    assert again.returncode == 0 and "is not on ceo" in again.stdout
 
 
 def test_member_subscribes_themself_to_open_list_only(cluster, mailman, unsubscribe_after):
@@ -145,9 +145,9 @@ def test_subscription_is_preconfirmed_and_preapproved_in_mailman(cluster, mailma
 
 def test_check_mode_shows_the_change_and_makes_none(cluster, mailman):
     address = fresh_address()
-    proc = ceo(cluster, "ofstaff", "subscribe", "exec", address, "--check")
-    assert proc.returncode == 0 and f"subscribed {address} to exec" in proc.stdout and "check mode" in proc.stdout
-    assert address not in members_of(mailman, "exec")
+    proc = ceo(cluster, "ofstaff", "subscribe", "ceo", address, "--check")
+    assert proc.returncode == 0 and f"subscribed {address} to ceo" in proc.stdout and "check mode" in proc.stdout
+    assert address not in members_of(mailman, "ceo")
 
 
 def test_members_for_staff_not_for_members(cluster, mailman, unsubscribe_after):
@@ -174,15 +174,15 @@ def test_list_owner_sees_their_lists_members(cluster, mailman):
 
 @pytest.mark.parametrize("args, message", [
     (["subscribe", "no-such-list", "regular1"], "no list 'no-such-list'"),
-    (["subscribe", "exec", "a b@example.org"], "is not a user name or an email address"),
-    (["subscribe", "exec", "a@example.org\nBcc: x@example.org"], "control character"),
-    (["subscribe", "exec", "nosuchuser"], "no user 'nosuchuser'"),
-    (["subscribe", "exec", "*)(uid=*"], "is not a user name or an email address"),
-    (["subscribe", "../exec", "regular1"], "is not a list name"),
-    (["unsubscribe", "exec", "x'; DROP TABLE members; --"], "is not a user name or an email address"),
+    (["subscribe", "ceo", "a b@example.org"], "is not a user name or an email address"),
+    (["subscribe", "ceo", "a@example.org\nBcc: x@example.org"], "control character"),
+    (["subscribe", "ceo", "nosuchuser"], "no user 'nosuchuser'"),
+    (["subscribe", "ceo", "*)(uid=*"], "is not a user name or an email address"),
+    (["subscribe", "../ceo", "regular1"], "is not a list name"),
+    (["unsubscribe", "ceo", "x'; DROP TABLE members; --"], "is not a user name or an email address"),
 ])
 def test_bad_input_changes_nothing(cluster, mailman, args, message):
-    before = {name: members_of(mailman, name) for name in ("exec", "csc-general")}
+    before = {name: members_of(mailman, name) for name in ("ceo", "csc-general")}
     proc = ceo(cluster, "ofstaff", *args)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
@@ -192,7 +192,7 @@ def test_bad_input_changes_nothing(cluster, mailman, args, message):
 def test_mailman_down_names_the_host_and_service(cluster, mailman):
     control.service("stop", "mailman")
     try:
-        proc = ceo(cluster, "ofstaff", "subscribe", "exec", fresh_address())
+        proc = ceo(cluster, "ofstaff", "subscribe", "ceo", fresh_address())
         assert proc.returncode == 1
         assert proc.stderr.startswith("ceo: Mailman's REST API on mail.csclub.internal is not answering")
         assert len(proc.stderr.strip().splitlines()) == 1

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import rawhelper
 
 from ceo import terms as T
 
@@ -603,7 +604,9 @@ def test_renew_with_a_term_they_have_is_unchanged(cluster, ldap, accounts):
 def test_renew_unlocks_an_expired_account(cluster, ldap, accounts):
     l_ = accounts["locked"]
     old = T.add(T.current(), -3)
-    ldap.modify(l_.dn, {"term": [("MODIFY_REPLACE", [old])], "shadowExpire": [("MODIFY_REPLACE", ["1"])]})
+    # locked as `members expire` locks a lapsed membership (a lock with another reason stays)
+    ldap.modify(l_.dn, {"term": [("MODIFY_REPLACE", [old])], "shadowExpire": [("MODIFY_REPLACE", ["1"])],
+                        "lockReason": [("MODIFY_REPLACE", ["lapsed"])]})
     assert ok_doc(ceo(cluster, "ofstaff", "get", l_.uid, "--json"))["locked"] is True
     assert l_.uid in list_uids(cluster, "--expired")
     proc = ceo(cluster, "ofstaff", "renew", l_.uid, "--json")
@@ -764,9 +767,16 @@ def in_archive(archive):
         assert not any(os.path.lexists(p) for p in made)
 
 
+def purge_home(connect, user, path, check=False):
+    """The purge_home step as a client sends it (a step is not a command)."""
+    events, reply = rawhelper.request(connect("phosphoric-acid", user), "members", "purge_home", {"path": path},
+                                      check=check)
+    return reply
+
+
 @pytest.mark.parametrize("how", ["absolute", "dot-dot", "symlink-in-archive", "below-an-archived-home",
                                  "archive-dot", "the-archive"])
-def test_purge_home_refuses_a_path_outside_the_archive(cluster, tmp_path, archive, in_archive, how):
+def test_purge_home_refuses_a_path_outside_the_archive(cluster, connect, tmp_path, archive, in_archive, how):
     victim = make_tree(tmp_path / "victim")  # a root-only tree outside the archive, like /etc
     name = f"{fresh_uid()}-20000101-000000-abcdef"
     if how == "absolute":
@@ -790,26 +800,24 @@ def test_purge_home_refuses_a_path_outside_the_archive(cluster, tmp_path, archiv
     before, archive_before = tree_state(victim), sorted(os.listdir(archive))
     link_before = os.readlink(path) if how == "symlink-in-archive" else None
 
-    proc = ceo(cluster, "ctdalek", "purge_home", "--path", path)
-    one_line_error(proc, 2)
-    assert f"is not in {archive}" in proc.stderr, proc.stderr
+    error = purge_home(connect, "ctdalek", path)["error"]
+    assert (error["name"], error["exit"]) == ("BadInput", 2)
+    assert f"is not in {archive}" in error["message"], error
     assert tree_state(victim) == before
     assert sorted(os.listdir(archive)) == archive_before
     if link_before is not None:
         assert os.readlink(path) == link_before
 
 
-def test_purge_home_removes_a_home_in_the_archive_for_syscom_only(cluster, archive, in_archive):
+def test_purge_home_removes_a_home_in_the_archive_for_syscom_only(cluster, connect, archive, in_archive):
     home = make_tree(archive / f"{fresh_uid()}-20000101-000000-abcdef", owner=20999)
     in_archive.append(home)
     before = tree_state(home)
-    one_line_error(ceo(cluster, "ofstaff", "purge_home", "--path", str(home)), 3)
+    assert purge_home(connect, "ofstaff", str(home))["error"]["name"] == "NotPermitted"
     assert tree_state(home) == before
-    proc = ceo(cluster, "ctdalek", "purge_home", "--path", str(home), "--check")
-    assert proc.returncode == 0, proc.stderr
+    assert "result" in purge_home(connect, "ctdalek", str(home), check=True)
     assert tree_state(home) == before
-    proc = ceo(cluster, "ctdalek", "purge_home", "--path", str(home))
-    assert proc.returncode == 0, proc.stderr
+    assert "result" in purge_home(connect, "ctdalek", str(home))
     assert not os.path.lexists(home)
 
 
@@ -818,12 +826,20 @@ def test_purge_home_removes_a_home_in_the_archive_for_syscom_only(cluster, archi
 VERBS = {  # verb -> the other arguments it needs, so that only the uid is wrong
     "add": ["--cn", "X"], "get": [], "modify": ["--login-shell", "/bin/sh"], "renew": [], "pwreset": [],
     "delete": ["--yes"],
-    # the hidden steps, runnable from the command line too
-    "create": ["--cn", "X"], "principal": [], "password": [], "home": [],
-    "welcome": ["--cn", "X"], "announce": ["--cn", "X", "--kind", "member"], "info": [], "forwarding": [],
-    "set_shell": ["--shell", "/bin/sh"], "set_forwarding": ["--forwarding-address", "x@example.org"],
-    "renew_terms": [], "remove_home": [], "remove_ldap": [], "remove_principal": [],
 }
+STEPS = {  # the steps behind them (not commands): sent as a client would, with the same uids
+    "create": {"cn": "X"}, "principal": {}, "password": {}, "home": {}, "name_free": {},
+    "welcome": {"cn": "X"}, "announce": {"cn": "X", "kind": "member"}, "info": {}, "forwarding": {},
+    "set_shell": {"shell": "/bin/sh"}, "set_forwarding": {"forwarding_address": ["x@example.org"]},
+    "renew_terms": {}, "remove_home": {}, "remove_ldap": {}, "remove_principal": {},
+}
+
+
+def nothing_written(cluster, before, homes, etc):
+    assert not any(set(HOSTILE) & {r["args"].get("uid"), r["args"].get("who")} for r in audit_records(cluster)[before:])
+    # nothing made under /users, and /users/../etc neither archived nor replaced
+    assert sorted(os.listdir(HOMES)) == homes
+    assert os.lstat("/etc").st_ino == etc.st_ino and Path("/etc/csc/ceo.ini").is_file()
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS))
@@ -835,10 +851,22 @@ def test_hostile_uids_are_refused_in_one_line(cluster, verb):
     for uid, proc in zip(HOSTILE, procs):
         one_line_error(proc, 2)
         assert "uid:" in proc.stderr, (uid, proc.stderr)
-    assert not any(set(HOSTILE) & {r["args"].get("uid"), r["args"].get("who")} for r in audit_records(cluster)[before:])
-    # nothing made under /users, and /users/../etc neither archived nor replaced
-    assert sorted(os.listdir(HOMES)) == homes
-    assert os.lstat("/etc").st_ino == etc.st_ino and Path("/etc/csc/ceo.ini").is_file()
+    nothing_written(cluster, before, homes, etc)
+
+
+@pytest.mark.parametrize("verb", sorted(STEPS))
+def test_hostile_uids_sent_to_a_step_are_refused(cluster, connect, verb):
+    before = len(audit_records(cluster))
+    homes, etc = sorted(os.listdir(HOMES)), os.lstat("/etc")
+    host = "mail" if verb in ("welcome", "announce") else "phosphoric-acid"
+    session = rawhelper.Raw(connect(host, "ctdalek"))
+    session.hello()
+    for i, uid in enumerate(HOSTILE):
+        _, reply = session.request(i, "members", verb, {"uid": uid, **STEPS[verb]})
+        assert (reply["error"]["name"], reply["error"]["exit"]) == ("BadInput", 2), (uid, reply)
+        assert reply["error"]["message"].startswith("uid: "), (uid, reply)
+    assert session.finish()[1] == 0
+    nothing_written(cluster, before, homes, etc)
 
 
 # --- links and FIFOs planted by the member at ~/.forward (the helper runs as root) -----------

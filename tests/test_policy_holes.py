@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from ceo import terms as T
-from test_helper_protocol import Raw, connect  # noqa: F401  (connect is a fixture)
+from rawhelper import Raw
 
 NOW = T.current()
 PREV = T.add(NOW, -1)
@@ -324,3 +324,42 @@ def test_steps_are_not_listed(cluster, argv):
     listed = {line.split()[0] for line in text.splitlines() if line.startswith("    ") and line.split()}
     for step in STEPS + ["unsubscribe_all"]:
         assert f"'{step}'" not in text and step not in listed, (step, text)
+
+
+# --- reserved names: any host's system users and groups, and the configured list --------------
+
+@pytest.fixture
+def no_account_left(cluster, ldap):
+    """names(...) that a failing test might have added are deleted again (as syscom)."""
+    names = []
+    yield names.extend
+    for name in names:
+        if ldap.search(f"ou=People,{cluster.base_dn}", f"(uid={name})"):
+            assert ceo(cluster, "ctdalek", "members", "delete", name, "--yes").returncode == 0
+
+
+# On no host here (the list catches them), and one that is a group on this machine.
+@pytest.mark.parametrize("name, why", [("docker", "a reserved name"), ("lpadmin", "a reserved name"),
+                                       ("libvirt", "a reserved name"), ("lxd", "a reserved name"),
+                                       ("systemd-journal", "already a group on")])
+def test_a_member_cannot_take_a_system_groups_name(cluster, ldap, no_account_left, name, why):
+    no_account_left([name])
+    proc = ceo(cluster, "ofstaff", "members", "add", name, "--cn", "Sneaky", "--no-welcome")
+    refused(proc, 2, f"{name} is {why}")
+    assert not ldap.search(f"ou=People,{cluster.base_dn}", f"(uid={name})")
+    assert not ldap.search(f"ou=Group,{cluster.base_dn}", f"(cn={name})")
+
+
+def sshd_logins(cluster, host: str) -> int:
+    return (cluster.state / "hosts" / host / "sshd.log").read_text().count("Accepted gssapi-with-mic")
+
+
+def test_add_asks_every_host_whether_the_name_is_free(cluster, ldap):
+    """The name check runs on each host of the inventory (a group may exist on one only),
+    before anything is written."""
+    before = {h: sshd_logins(cluster, h) for h in ("phosphoric-acid", "coffee", "mail")}
+    proc = ceo(cluster, "ofstaff", "members", "add", "postgres", "--cn", "X", "--no-welcome")
+    refused(proc, 2, "postgres is already a user on")
+    assert {h: sshd_logins(cluster, h) - n for h, n in before.items()} == \
+        {"phosphoric-acid": 1, "coffee": 1, "mail": 1}
+    assert not ldap.search(f"ou=Group,{cluster.base_dn}", "(cn=postgres)")

@@ -21,6 +21,7 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
     acct.terms_choice(terms, term)
     run.prepare(["ldap", "kerberos", "homes"])
     kind = "clubrep" if clubrep else "member"
+    run.everywhere("members.name_free", {"uid": uid})  # a system name on any host is no member's
     try:
         account = run.step("members.create", {"uid": uid, "cn": cn, "given_name": given_name, "sn": sn,
                                               "program": program, "terms": terms, "term": term,

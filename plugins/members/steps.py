@@ -55,6 +55,13 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     return {"uid": uid, "uidNumber": number, "terms": new_terms}
 
 
+@plugin.verb("name_free", "Step: a new account's name is no user, group or reserved name on this host",
+             role="any", allow=policy.STAFF, hidden=True, params=[Uid("uid", positional=True)])
+def name_free(ctx, uid):
+    policy.refuse_reserved_name(ctx, uid)
+    return {}
+
+
 @plugin.verb("principal", "Step: a Kerberos principal with a temporary password", role="kerberos", allow=policy.STAFF,
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def principal(ctx, uid):
