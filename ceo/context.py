@@ -89,6 +89,19 @@ class Context:
     def step(self, name, do, undo=None, *, best_effort=False, describe=""):
         return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe)
 
+    # What a verb did, as its result: `created`, `changed`, or `unchanged` (found nothing to
+    # do: no audit record, and a client step that changed nothing registers no undo).
+    def created(self, **data) -> dict:
+        return {**data, "state": "created", "changed": True}
+
+    def changed(self, **data) -> dict:
+        return {**data, "state": "changed", "changed": True}
+
+    def unchanged(self, step: str, message: str, **data) -> dict:
+        """Nothing to do: said once, as an `unchanged` step."""
+        self.emit({"step": step, "status": "unchanged", "message": message})
+        return {**data, "state": "unchanged", "changed": False}
+
     def note(self, **facts):
         """Add facts to the audit record of this request (never secrets)."""
         self.notes.update(facts)
@@ -96,9 +109,24 @@ class Context:
     def progress(self, message: str, **data):
         self.emit({"progress": message, **data})
 
-    def ldap(self):
-        return self.session.ldap()
+    def ldap(self, pipelined: bool = False):
+        """The session's LDAP connection. pipelined: a second one, whose operations return
+        message ids at once (`conn.response(id)` waits for one): a batch's writes in flight together."""
+        return self.session.ldap(pipelined)
+
+    def quiet(self) -> "Context":
+        """This request, for work nested in it whose steps are done but not announced: the
+        caller reports the outcome itself (a batch row redone the careful way)."""
+        import copy
+        nested = copy.copy(self)
+        nested.emit = lambda event: None
+        nested.steps = Steps(nested.emit, self.check)
+        return nested
 
     def service(self, name: str, opener):
         """A connection kept for the session: opener() is called once."""
         return self.session.service(name, opener)
+
+    def forget(self, name: str):
+        """Drop a broken connection kept for the session: the next use opens a new one."""
+        self.session.drop(name)

@@ -110,9 +110,10 @@ class Session:
                 self._groups = groups_of(self.ldap(), self.config, self.caller)
         return self._groups
 
-    def ldap(self):
+    def ldap(self, pipelined: bool = False):
         from .services.directory import connect
-        return self.service("ldap", lambda: connect(self.config, self.host, lambda: self.drop("ldap")))
+        name = "ldap-pipelined" if pipelined else "ldap"
+        return self.service(name, lambda: connect(self.config, self.host, lambda: self.drop(name), pipelined))
 
     def service(self, name, opener):
         if name not in self._services:

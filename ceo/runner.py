@@ -26,6 +26,15 @@ class Run:
         self.last_session, self.last_steps = session, []
         return session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
 
+    def stream(self, qualname: str, many: list[dict], *, role: str, on_reply, on_event=None,
+               window: int = 2) -> tuple[int, bool]:
+        """Pipeline many requests of one verb through the session to `role`'s host (batches):
+        on_reply(index, result or CeoError), on_event(session, event, index). Ctrl-C stops the
+        sending and the answers to what was sent are still read. Returns (sent, stopped early)."""
+        plugin, verb = qualname.split(".", 1)
+        session = self.pool.for_role(role)
+        return session.stream([(plugin, verb, args, False) for args in many], on_reply, on_event, window=window)
+
     def _event(self, session, event, *_):
         self.last_steps.append(event)
         self.output.event(session.host.name, event)
@@ -38,9 +47,14 @@ class Run:
             if isinstance(outcome, Exception):
                 raise outcome
 
+    def open_hosts(self) -> dict:
+        """A session to every host of the inventory, opened in parallel: {host name: Session,
+        or the exception that kept it from opening}."""
+        return self.pool.open_parallel(self.inventory.hosts.values())
+
     def everywhere(self, qualname: str, args: dict) -> dict:
-        """Ask every host of the inventory (sessions opened in parallel): {host: result}."""
-        for outcome in self.pool.open_parallel(self.inventory.hosts.values()).values():
+        """Ask every host of the inventory: {host name: result}."""
+        for outcome in self.open_hosts().values():
             if isinstance(outcome, Exception):
                 raise outcome
         return {name: self.call(qualname, args, host=host) for name, host in self.inventory.hosts.items()}

@@ -37,7 +37,7 @@ def check(run):
         return {"ok": False, "exit": 1, "checks": [_row("-", "kerberos ticket", False, err.message)]}
     hosts = list(run.inventory.hosts.values())
     t0 = time.monotonic()
-    sessions = run.pool.open_parallel(hosts)
+    sessions = run.open_hosts()
     for host in hosts:
         outcome = sessions[host.name]
         roles = ", ".join(run.inventory.roles_of(host.name)) or "no roles"

@@ -95,11 +95,10 @@ def _set_membership(ctx, list, who, subscribed: bool):
     """Make `who` (un)subscribed; a no-op, reported as unchanged, when it already is."""
     mlist = mailman.get_list(ctx, list)
     address, name = _address(ctx, who)
-    result = {"changed": False, "list": list, "address": address}
+    result = {"list": list, "address": address}
     if mailman.is_member(ctx, mlist, address) == subscribed:
         state = "already on" if subscribed else "not on"
-        ctx.emit({"step": "subscription", "status": "unchanged", "message": f"{address} is {state} {list}"})
-        return result
+        return ctx.unchanged("subscription", f"{address} is {state} {list}", **result)
 
     def add(welcome=True):
         mailman.subscribe(ctx, mlist, address, name, welcome)
@@ -112,7 +111,7 @@ def _set_membership(ctx, list, who, subscribed: bool):
         ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}")
     else:
         ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}")
-    return {**result, "changed": True}
+    return ctx.changed(**result)
 
 
 # --- plumbing ---------------------------------------------------------------------------------

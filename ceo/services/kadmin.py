@@ -29,7 +29,7 @@ def call(ctx, fn):
         if "KAdmin" not in type(exc).__name__ and not type(exc).__module__.startswith(("kadmin", "exceptions")):
             raise
         text = str(exc).splitlines()[0].replace("KAdmin error: ", "") if str(exc) else type(exc).__name__
-        ctx.session.drop("kadmin")  # kadmind may have restarted: reconnect on next use
+        ctx.forget("kadmin")  # kadmind may have restarted: reconnect on next use
         if "already exists" in text:
             raise AlreadyExists(text) from None
         raise ServiceUnavailable(f"kadmind for {ctx.config.realm} failed: {text}") from None

@@ -160,11 +160,9 @@ BATCH = 200  # rows a request; two requests in flight keep the helper busy and a
 
 def _apply(run, todo: list[Row], clubrep: bool) -> bool:
     """Stream the rows in batches; returns whether it stopped early (Ctrl-C, lost connection)."""
-    session = run.pool.for_role("ldap")
     batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
-    requests = [("members", "renew_rows", {"uids": [r.uid for r in b], "adds": [" ".join(r.new) for r in b],
-                                           "expires": [-1 if r.expire is None else r.expire for r in b],
-                                           "clubrep": clubrep}, False) for b in batches]
+    requests = [{"uids": [r.uid for r in b], "adds": [" ".join(r.new) for r in b],
+                 "expires": [-1 if r.expire is None else r.expire for r in b], "clubrep": clubrep} for b in batches]
     progress = _Progress(len(todo), run.output)
 
     def on_event(_session, event, index):
@@ -178,7 +176,8 @@ def _apply(run, todo: list[Row], clubrep: bool) -> bool:
                 row.outcome, row.message = "failed", outcome.message
                 progress.row(row)
     try:
-        sent, stopped = session.stream(requests, on_reply, on_event, window=2)
+        sent, stopped = run.stream("members.renew_rows", requests, role="ldap", on_reply=on_reply,
+                                   on_event=on_event, window=2)
     except CeoError as err:  # the session broke: rows sent but not answered may or may not be done
         for row in todo:
             if row.outcome == "not attempted":

@@ -197,8 +197,7 @@ def set_shell(ctx, uid, shell):
     entry = acct.user(ctx, uid)
     old = acct.first(entry, "loginShell")
     if old == shell:
-        ctx.emit({"step": "shell", "status": "unchanged", "message": f"login shell is already {shell}"})
-        return {"changed": False}
+        return ctx.unchanged("shell", f"login shell is already {shell}")
     import ldap3
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
     ctx.step("shell", lambda: acct.ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [shell])]}),
@@ -206,7 +205,7 @@ def set_shell(ctx, uid, shell):
              lambda: acct.ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}),
                               f"restoring the shell of {uid}"),
              describe=f"login shell: {old} -> {shell}")
-    return {"changed": True}
+    return ctx.changed()
 
 
 @plugin.verb("set_forwarding", "Step: replace ~/.forward", role="homes", allow=("self", "office", "syscom"),
@@ -218,12 +217,11 @@ def set_forwarding(ctx, uid, forwarding_address):
     old = acct.read_forward(path)
     new = "".join(f"{a}\n" for a in forwarding_address) or None
     if old == new:
-        ctx.emit({"step": "forward", "status": "unchanged", "message": "forwarding unchanged"})
-        return {"changed": False}
+        return ctx.unchanged("forward", "forwarding unchanged")
     describe = (f"forwarding: {', '.join(forwarding_address)}" if forwarding_address else "removed forwarding")
     ctx.step("forward", lambda: acct.write_forward(os.path.dirname(path), forwarding_address, number),
              lambda: acct.restore(path, old, number), describe=describe)
-    return {"changed": True}
+    return ctx.changed()
 
 
 @plugin.verb("lookup", "Step: the terms and locks of many members at once", role="ldap", allow=policy.STAFF,
@@ -256,12 +254,10 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
     there, no lock to remove) is redone the careful way; each row gets one event and, if it
     changed something, one audit record."""
     import ldap3
-    from ceo.services.directory import connect
     if not len(uids) == len(adds) == len(expires) or len(uids) > 1000:
         raise BadInput("uids, adds and expires must be parallel lists of at most 1,000 rows")
     attr = "nonMemberTerm" if clubrep else "term"
-    conn = ctx.service("ldap-pipelined", lambda: connect(ctx.config, ctx.host, lambda: ctx.session.drop("ldap-pipelined"),
-                                                         pipelined=True))
+    conn = ctx.ldap(pipelined=True)
     rows = []
     for uid, add_, expire in zip(uids, adds, expires, strict=True):
         change = {attr: [(ldap3.MODIFY_ADD, add_.split())]} if add_ else {}
@@ -282,7 +278,7 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
             try:
                 if not new:  # only an unlock was asked, and someone already did it
                     raise _AlreadyDone
-                careful = renew_terms(_Quiet(ctx), uid, None, new, clubrep)
+                careful = renew_terms(ctx.quiet(), uid, None, new, clubrep)
                 status = "done" if careful["changed"] else "unchanged"
                 message = _renewed(careful["added"], careful["unlocked"], clubrep) if careful["changed"] \
                     else "already there"
@@ -308,25 +304,6 @@ class _AlreadyDone(Exception):
     pass
 
 
-class _Quiet:
-    """A context for a nested careful renewal: its steps are done, not announced (the batch
-    reports the row itself)."""
-
-    def __init__(self, ctx):
-        self._ctx = ctx
-        self.check = False
-        self.steps = type(ctx.steps)(lambda event: None, False)
-
-    def step(self, *args, **kw):
-        return self.steps.run(*args, **kw)
-
-    def emit(self, event):
-        pass
-
-    def __getattr__(self, name):
-        return getattr(self._ctx, name)
-
-
 @plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=policy.STAFF, mutating=True, check=True,
              hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
@@ -346,8 +323,7 @@ def renew_terms(ctx, uid, terms, term, clubrep):
                   "message": f"{uid} stays locked ({reason}): only syscom lifts that lock"})
     result = {"uid": uid, attr: T.sort(have | set(new)), "added": new, "unlocked": locked}
     if not new and not locked:
-        ctx.emit({"step": "terms", "status": "unchanged", "message": f"{uid} already has {' '.join(wanted)}"})
-        return {**result, "changed": False}
+        return ctx.unchanged("terms", f"{uid} already has {' '.join(wanted)}", **result)
     change = {}
     if new:
         change[attr] = [(ldap3.MODIFY_ADD, new)]
@@ -362,7 +338,7 @@ def renew_terms(ctx, uid, terms, term, clubrep):
     ctx.step("terms", lambda: acct.ldap_ok(ctx, conn.modify(dn, change), f"renewing {uid}"),
              lambda: acct.ldap_ok(ctx, conn.modify(dn, undo), f"undoing the renewal of {uid}"),
              describe=f"{uid}: " + _renewed(new, locked, clubrep))
-    return {**result, "changed": True}
+    return ctx.changed(**result)
 
 
 def _renewed(new, unlocked, clubrep) -> str:
