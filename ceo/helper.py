@@ -29,6 +29,7 @@ KEEP_MAX = 100  # kept requests a session holds at once
 KEEP_BYTES = 1 << 20  # ... and the total size of their arguments (JSON)
 MAX_REFUSALS = 100  # refused requests (exit 2 or 3) a session may make before the helper ends it
 _VERSION = re.compile(r"[\w.+-]{1,40}")
+_SSHD_RECORD = re.compile(r"/tmp/sshauth\.[A-Za-z0-9]{15}")  # OpenSSH's session.c: mkstemp, as the user
 
 
 class Session:
@@ -65,18 +66,24 @@ class Session:
         return user
 
     def _check_realm(self, user: str) -> str | None:
-        """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM."""
+        """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM.
+        Through sshd (its variables, which sudoers keeps, say so) the record must be there and be
+        sshd's: a file named as sshd names it, which sshd writes as the user, mode 0600."""
         path = os.environ.get("SSH_USER_AUTH")
-        if not path:
+        if path is None and not any(os.environ.get(v) for v in ("SSH_CONNECTION", "SSH_CLIENT")):
             return None  # not through sshd (sudo from a shell on the host): sudo's word stands
+        not_sshds = NotPermitted("the session came through sshd without sshd's record of how it logged in")
+        if not path or not _SSHD_RECORD.fullmatch(path):
+            raise not_sshds
         try:  # as root, in a file the user names: no links, no FIFOs, a few KiB at most
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            return None
+            raise not_sshds from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, pwd.getpwnam(user).pw_uid):
-                raise NotPermitted("the session's authentication record is not sshd's")
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != pwd.getpwnam(user).pw_uid or st.st_mode & 0o077
+                    or st.st_nlink != 1):
+                raise not_sshds
             methods = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
         finally:
             os.close(fd)
@@ -84,9 +91,9 @@ class Session:
             parts = line.split()
             if len(parts) >= 2 and parts[0].startswith("gssapi"):
                 if parts[1] != f"{user}@{self.config.realm}":
-                    raise NotPermitted(f"principal {parts[1]} is not {user}@{self.config.realm}")
+                    raise NotPermitted(f"principal {parts[1][:100]} is not {user}@{self.config.realm}")
                 return parts[1]
-        return None
+        raise NotPermitted("the session did not log in with Kerberos (GSSAPI)")
 
     def _roles(self) -> list[str]:
         from .inventory import Inventory
