@@ -25,7 +25,7 @@ class Steps:
         try:
             result = do()
         except Exception as exc:
-            reason = exc.message if isinstance(exc, CeoError) else _summary(exc)
+            reason = exc.message if isinstance(exc, CeoError) else _internal(exc)
             if best_effort:
                 self.emit({"step": name, "status": "warning", "message": f"{describe or name}: {reason}"})
                 return None
@@ -40,12 +40,15 @@ class Steps:
         return undo_all(self.done,
                         lambda what: self.emit({"step": what, "status": "undone", "message": f"undid: {what}"}),
                         lambda what, why: self.emit({"step": what, "status": "undo-failed",
-                                                     "message": f"could not undo {what}: {why}"}))
+                                                     "message": f"could not undo {what}: {why}"}),
+                        explain=_internal)
 
 
-def undo_all(done: list, on_undone, on_failed) -> list[str]:
+def undo_all(done: list, on_undone, on_failed, explain=None) -> list[str]:
     """Run the undo actions of `done` [(what, undo or None)], newest first, emptying it.
-    The helper's steps and the client's multi-host steps both roll back this way."""
+    The helper's steps and the client's multi-host steps both roll back this way; `explain`
+    says what the caller is told of an unexpected exception."""
+    explain = explain or _summary
     stuck = []
     while done:
         what, undo = done.pop()
@@ -55,10 +58,23 @@ def undo_all(done: list, on_undone, on_failed) -> list[str]:
             undo()
         except Exception as exc:
             stuck.append(what)
-            on_failed(what, exc.message if isinstance(exc, CeoError) else _summary(exc))
+            on_failed(what, exc.message if isinstance(exc, CeoError) else explain(exc))
         else:
             on_undone(what)
     return stuck
+
+
+def _internal(exc: Exception) -> str:
+    """An unexpected exception in a helper's step: its text (which may hold anything, a secret
+    too) and traceback go to the helper's log; the client and the audit record get only this."""
+    import syslog
+    import traceback
+    try:
+        for line in "".join(traceback.format_exception(exc)).splitlines():
+            syslog.syslog(syslog.LOG_ERR, line)
+    except OSError:
+        pass
+    return f"internal error, {type(exc).__name__} (details in the helper's log)"
 
 
 def _summary(exc: Exception) -> str:

@@ -54,6 +54,10 @@ class BadRequest(BadInput):
     """A malformed protocol message: not JSON, too long, missing fields, unknown verb."""
 
 
+class LimitReached(BadRequest):
+    """A session's bound (refused requests, requests kept for undo) was reached."""
+
+
 class NotPermitted(CeoError):
     exit_code = NOT_PERMITTED
 

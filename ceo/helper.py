@@ -14,16 +14,22 @@ import stat
 import pwd
 import socket
 import sys
+import time
 import traceback
 
 from . import __version__, policy
 from .config import Config, DEFAULT_CONFIG, DEFAULT_INVENTORY
 from .context import Context
-from .errors import BadInput, BadRequest, CeoError, NotPermitted, PartlyDone, VersionMismatch
+from .errors import BadInput, BadRequest, CeoError, LimitReached, NotPermitted, PartlyDone, VersionMismatch
 from .protocol import PROTOCOL, decode, encode, negotiate, read_line
 
-KEEP = 1000  # completed requests a session keeps for undo
+# A session's bounds, each settable in ceo.ini's [helper] section (the helper reads only its own).
+UNDO_WINDOW = 600  # seconds a kept request stays undoable (an operation's later steps, not hours)
+KEEP_MAX = 100  # kept requests a session holds at once
+KEEP_BYTES = 1 << 20  # ... and the total size of their arguments (JSON)
+MAX_REFUSALS = 100  # refused requests (exit 2 or 3) a session may make before the helper ends it
 _VERSION = re.compile(r"[\w.+-]{1,40}")
+_SSHD_RECORD = re.compile(r"/tmp/sshauth\.[A-Za-z0-9]{15}")  # OpenSSH's session.c: mkstemp, as the user
 
 
 class Session:
@@ -42,7 +48,9 @@ class Session:
         self.roles = self._roles()
         self._groups = None
         self._services: dict = {}
-        self.kept: dict = {}  # request id -> (verb, args, context): undoable in this session
+        self.kept: dict = {}  # request id -> (verb, args, context, monotonic time, size): undoable here
+        self.kept_bytes = 0
+        self.refusals = 0
         self._registry = None
 
     def _caller(self) -> str:
@@ -58,18 +66,24 @@ class Session:
         return user
 
     def _check_realm(self, user: str) -> str | None:
-        """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM."""
+        """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM.
+        Through sshd (its variables, which sudoers keeps, say so) the record must be there and be
+        sshd's: a file named as sshd names it, which sshd writes as the user, mode 0600."""
         path = os.environ.get("SSH_USER_AUTH")
-        if not path:
+        if path is None and not any(os.environ.get(v) for v in ("SSH_CONNECTION", "SSH_CLIENT")):
             return None  # not through sshd (sudo from a shell on the host): sudo's word stands
+        not_sshds = NotPermitted("the session came through sshd without sshd's record of how it logged in")
+        if not path or not _SSHD_RECORD.fullmatch(path):
+            raise not_sshds
         try:  # as root, in a file the user names: no links, no FIFOs, a few KiB at most
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            return None
+            raise not_sshds from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, pwd.getpwnam(user).pw_uid):
-                raise NotPermitted("the session's authentication record is not sshd's")
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != pwd.getpwnam(user).pw_uid or st.st_mode & 0o077
+                    or st.st_nlink != 1):
+                raise not_sshds
             methods = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
         finally:
             os.close(fd)
@@ -77,9 +91,9 @@ class Session:
             parts = line.split()
             if len(parts) >= 2 and parts[0].startswith("gssapi"):
                 if parts[1] != f"{user}@{self.config.realm}":
-                    raise NotPermitted(f"principal {parts[1]} is not {user}@{self.config.realm}")
+                    raise NotPermitted(f"principal {parts[1][:100]} is not {user}@{self.config.realm}")
                 return parts[1]
-        return None
+        raise NotPermitted("the session did not log in with Kerberos (GSSAPI)")
 
     def _roles(self) -> list[str]:
         from .inventory import Inventory
@@ -101,7 +115,22 @@ class Session:
             self._registry = discover(self.config.get("plugins", "site_dir"), strict=not self.local)
         return self._registry
 
-    def groups(self) -> set[str]:
+    def limit(self, key: str, default: int) -> int:
+        try:
+            return int(self.config.get("helper", key, str(default)))
+        except ValueError:
+            return default
+
+    def forget(self, rid):
+        """Drop a kept request (undone, released or expired): True if there was one."""
+        kept = self.kept.pop(rid, None)
+        if kept is not None:
+            self.kept_bytes -= kept[4]
+        return kept
+
+    def groups(self, fresh: bool = False) -> set[str]:
+        if fresh and not (self.local and os.getuid() == 0):
+            self._groups = None  # re-read from LDAP: rights may have changed since
         if self._groups is None:
             if self.local and os.getuid() == 0:
                 self._groups = {"syscom", "office"}  # root on the host itself (cron)
@@ -151,6 +180,9 @@ class Server:
         self.session, self.out = session, out
 
     def send(self, message: dict):
+        error = message.get("error")
+        if isinstance(error, dict) and error.get("exit") in (2, 3):
+            self.session.refusals += 1  # bad input or not permitted: serve() bounds how many
         self.out.write(encode(message))
         self.out.flush()
 
@@ -185,6 +217,8 @@ class Server:
         emit = lambda event: self.send({"id": rid, "event": event})  # noqa: E731
         if "undo" in message:
             return self.undo(rid, message["undo"], emit)
+        if "release" in message:
+            return self.release(rid, message["release"])
         verb = self.find(message)
         if isinstance(verb, CeoError):
             self.send({"id": rid, "error": verb.to_wire()})
@@ -194,6 +228,7 @@ class Server:
                           self.session, verb, args, outcome, error, rid, **{**ctx.notes, **notes}))
         try:
             args = self.resolve(verb, message, ctx)
+            size = self.room_to_keep(args) if message.get("keep") and not ctx.check else 0
             result = verb.fn(ctx, **args)
         except Exception as exc:
             stuck = ctx.steps.rollback()
@@ -214,19 +249,54 @@ class Server:
         if message.get("keep") and ctx.steps.done and not ctx.check:
             # The client may undo this request later in the session, when a later step of its
             # multi-host operation fails. Only this session can: the log lives in this process.
-            self.session.kept[rid] = (verb, args, ctx)
-            while len(self.session.kept) > KEEP:
-                self.session.kept.pop(next(iter(self.session.kept)))
+            self.session.forget(rid)  # an id used again: the newer request is the one kept
+            self.session.kept[rid] = (verb, args, ctx, time.monotonic(), size)
+            self.session.kept_bytes += size
         self.send({"id": rid, "result": result})
 
+    def room_to_keep(self, args: dict) -> int:
+        """The size of a request that asks to be kept, or LimitReached if the session has no room."""
+        session, size = self.session, len(encode(args))
+        most, room = session.limit("keep_max", KEEP_MAX), session.limit("keep_bytes", KEEP_BYTES)
+        if len(session.kept) >= most:
+            raise LimitReached(f"this session already keeps {most} requests for undo, its most: "
+                               "release some first")
+        if session.kept_bytes + size > room:
+            raise LimitReached(f"this session's kept requests would exceed {room} bytes of arguments: "
+                               "release some first")
+        return size
+
+    def release(self, rid, targets):
+        """Forget kept requests (the client's operation has ended): they can no longer be undone."""
+        if not isinstance(targets, list) or not all(isinstance(t, (int, str)) and not isinstance(t, bool)
+                                                    for t in targets):
+            self.send({"id": rid, "error": BadRequest("release takes a list of request ids").to_wire()})
+            return
+        self.send({"id": rid, "result": {"released": [t for t in targets if self.session.forget(t)]}})
+
     def undo(self, rid, target, emit):
-        """Roll back a completed request of this session (its steps, in reverse)."""
-        kept = self.session.kept.pop(target, None) if isinstance(target, (int, str)) else None
+        """Roll back a completed request of this session (its steps, in reverse), if it is recent
+        and its caller may still make it."""
+        kept = self.session.forget(target) if isinstance(target, (int, str)) else None
         if kept is None:
             self.send({"id": rid, "error": BadRequest(f"nothing to undo for request {str(target)[:40]} "
                                                       "in this session").to_wire()})
             return
-        verb, args, ctx = kept
+        verb, args, ctx, when, _ = kept
+        window = self.session.limit("undo_window", UNDO_WINDOW)
+        if time.monotonic() - when > window:
+            self.send({"id": rid, "error": BadRequest(f"request {str(target)[:40]} is past the undo window "
+                                                      f"({window} s): it can no longer be undone").to_wire()})
+            return
+        try:  # the caller's rights as they are now, not as they were when the request was made
+            self.session.groups(fresh=True)
+            policy.authorize(ctx, verb, args)
+        except CeoError as exc:
+            err = exc if isinstance(exc, NotPermitted) else NotPermitted(
+                f"cannot check whether {self.session.caller} may undo {verb.qualname}: {exc.message}")
+            self.audit(verb, args, ctx, "refused", f"undo: {err.message}")
+            self.send({"id": rid, "error": err.to_wire()})
+            return
         ctx.steps.emit = emit
         stuck = ctx.steps.rollback()
         self.audit(verb, args, ctx, "undone" if not stuck else "partly undone")
@@ -273,6 +343,9 @@ class Server:
     def serve(self, inp) -> int:
         negotiated = False
         while True:
+            ended = self.enough_refusals()
+            if ended is not None:
+                return ended
             line, too_long = read_line(inp)
             if line is None:
                 return 0
@@ -303,6 +376,16 @@ class Server:
                 rid = message.get("id")
                 rid = rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
                 self.send({"id": rid, "error": self.internal(exc, message).to_wire()})
+
+    def enough_refusals(self) -> int | None:
+        """After a session's most refused requests: one clear error, and the session ends."""
+        most = self.session.limit("max_refusals", MAX_REFUSALS)
+        if self.session.refusals < most:
+            return None
+        log(f"ended the session of {self.session.caller} after {most} refused requests")
+        err = LimitReached(f"{most} refused requests in this session, its most: the helper ends it")
+        self.send({"id": None, "error": err.to_wire()})
+        return err.exit_code
 
 
 def _clip(value):

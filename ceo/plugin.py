@@ -67,17 +67,21 @@ class Param:
             return [self.convert_one(v) for v in value]
         return self.convert_one(value)
 
+    def shown(self, value) -> str:
+        """A value as an error message may quote it: a secret one never."""
+        return "the value given" if self.secret else show(value)
+
     def convert_one(self, value):
         if not isinstance(value, str):
             raise BadInput(f"{self.name}: expected text, got {type(value).__name__}")
         if len(value) > self.max_length:
             raise BadInput(f"{self.name}: longer than {self.max_length} characters")
         if _CONTROL.search(value):
-            raise BadInput(f"{self.name}: {show(value)} contains a control character (newline?)")
+            raise BadInput(f"{self.name}: {self.shown(value)} contains a control character (newline?)")
         if self.choices and value not in self.choices:
-            raise BadInput(f"{self.name}: {show(value)} is not one of {', '.join(self.choices)}")
+            raise BadInput(f"{self.name}: {self.shown(value)} is not one of {', '.join(self.choices)}")
         if self.pattern and not re.fullmatch(self.pattern, value):
-            raise BadInput(f"{self.name}: {show(value)} is not {self.describe or 'valid'}")
+            raise BadInput(f"{self.name}: {self.shown(value)} is not {self.describe or 'valid'}")
         return value
 
 
@@ -96,9 +100,9 @@ class Int(Param):
         if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,9}", value):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise BadInput(f"{self.name}: expected a whole number, got {show(value)}")
+            raise BadInput(f"{self.name}: expected a whole number, got {self.shown(value)}")
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            raise BadInput(f"{self.name}: {value} is outside {self.min}..{self.max}")
+            raise BadInput(f"{self.name}: {self.shown(value)} is outside {self.min}..{self.max}")
         return value
 
 
@@ -110,7 +114,7 @@ class Flag(Param):
 
     def convert_one(self, value):
         if not isinstance(value, bool):
-            raise BadInput(f"{self.name}: expected true or false, got {show(value)}")
+            raise BadInput(f"{self.name}: expected true or false, got {self.shown(value)}")
         return value
 
 

@@ -17,6 +17,7 @@ class Run:
         self.inventory, self.config, self.output, self.check = inventory, config, output, check
         self.pool = Pool(inventory, config)
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
+        self.kept: dict = {}  # session -> ids of its requests the helper keeps for undo
 
     # --- single requests ------------------------------------------------------------------
     def call(self, qualname: str, args: dict, *, role: str | None = None, host=None, keep=False):
@@ -24,7 +25,10 @@ class Run:
         plugin, verb = qualname.split(".", 1)
         session = self.pool.for_host(host) if host is not None else self.pool.for_role(role)
         self.last_session, self.last_steps = session, []
-        return session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
+        result = session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
+        if keep and not self.check:
+            self.kept.setdefault(session, []).append(session.last_id)
+        return result
 
     def stream(self, qualname: str, many: list[dict], *, role: str, on_reply, on_event=None,
                window: int = 2) -> tuple[int, bool]:
@@ -94,6 +98,16 @@ class Run:
             return PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}", not_undone=stuck)
         return err
 
+    def release(self):
+        """The operation has ended (done, or rolled back): each helper forgets its kept requests,
+        so nothing can undo them later in the session."""
+        kept, self.kept = self.kept, {}
+        for session, ids in kept.items():
+            try:
+                session.release(ids)
+            except CeoError:  # a lost session keeps nothing; an older helper keeps them till it ends
+                pass
+
     def ticket(self):
         return ticket()
 
@@ -122,3 +136,6 @@ def run_verb(run: Run, verb, args: dict, host=None):
             raise run.rollback(CeoError(why)) from None
         finally:
             signal.signal(signal.SIGINT, old)
+    finally:
+        run.done.clear()  # the operation has ended: its steps can no longer be undone
+        run.release()

@@ -89,6 +89,10 @@ class Session:
         """Roll back a request made with keep=True, on the helper, in reverse step order."""
         return self._exchange({"undo": request_id}, on_event)
 
+    def release(self, request_ids):
+        """Tell the helper to forget kept requests: the operation that made them has ended."""
+        return self._exchange({"release": list(request_ids)}, None)
+
     def _exchange(self, message: dict, on_event):
         with self.lock:
             self.next_id += 1

@@ -151,3 +151,32 @@ def _fail(fail):
 @plugin.verb("crash", "A bug: an unexpected exception in the helper", role="ldap", allow=STAFF)
 def crash(ctx):
     return {"never": {}["testkit-crash-detail-7f3a"]}  # KeyError, whose text must stay in the log
+
+
+# --- for tests/test_helper_bounds.py ----------------------------------------------------------
+
+@plugin.verb("keepme", "A step with a no-op undo, open to anyone: something a session can keep",
+             role="ldap", allow=("any",), hidden=True, params=[Str("blob", "anything", multiple=True)])
+def keepme(ctx, blob):
+    ctx.step("noop", lambda: None, lambda: None, describe="did nothing")
+    return {}
+
+
+@plugin.verb("secretpin", "A change with a secret parameter that has a pattern", role="ldap", allow=STAFF,
+             mutating=True, hidden=True, params=[Str("pin", "four digits, never shown", secret=True,
+                                                     pattern=r"[0-9]{4}", describe="four digits")])
+def secretpin(ctx, pin):
+    return {}
+
+
+@plugin.verb("leak", "A bug: a step (or its undo) raises a non-ceo exception carrying a secret", role="ldap",
+             allow=STAFF, mutating=True, hidden=True,
+             params=[Str("token", "never shown", secret=True), Flag("in_undo"), Flag("best_effort")])
+def leak(ctx, token, in_undo, best_effort):
+    def boom():
+        raise RuntimeError(f"backend refused token {token}")
+    if in_undo:  # the first step's undo leaks; the second step fails, so the first is undone
+        ctx.step("first", lambda: None, boom, describe="the first step")
+        ctx.step("second", lambda: _fail(True), describe="the second step")
+    ctx.step("leaky", boom, best_effort=best_effort, describe="the leaky step")
+    return {}
