@@ -1,17 +1,23 @@
-"""ceo.ini: settings shared by the client and the helper (`/etc/csc/ceo.ini` by default).
+"""ceo.ini: settings shared by the client and the helper (`/etc/csc/ceo.ini` by default), and
+ceo-helper.ini: the helper's credentials (`/etc/csc/ceo-helper.ini`, root only, mode 0600).
 
+ceo.ini is world-readable and holds nothing secret; the client reads only it.
 Client: -c FILE, else $CEO_CONFIG, else /etc/csc/ceo.ini (absent is fine: defaults).
-Helper: always /etc/csc/ceo.ini, or $CEO_CONFIG when not run through sudo (local mode).
+Helper: /etc/csc/ceo.ini then /etc/csc/ceo-helper.ini over it, the latter winning. In local
+mode (not through sudo) $CEO_CONFIG and $CEO_HELPER_CONFIG may name others; a non-root local
+helper reads a helper file only if $CEO_HELPER_CONFIG names one.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import stat
 
-from .errors import BadInput
+from .errors import BadInput, CeoError
 
 DEFAULT_CONFIG = "/etc/csc/ceo.ini"
+DEFAULT_HELPER_CONFIG = "/etc/csc/ceo-helper.ini"
 DEFAULT_INVENTORY = "/etc/csc/hosts.ini"
 
 DEFAULTS = {
@@ -44,6 +50,25 @@ class Config:
             raise BadInput(f"cannot read config {path}: {exc}") from None
         return cls(path, parser)
 
+    @classmethod
+    def load_helper(cls, path: str, helper_path: str | None) -> "Config":
+        """The helper's config: ceo.ini, then the private helper file over it (None: none)."""
+        config = cls.load(path)
+        for section in config.parser.sections():
+            for key in config.parser.options(section):
+                if _secret(key):  # a member can read it there: refuse rather than use a leaked secret
+                    raise UnsafeConfig(f"{path} holds [{section}] {key}, which every user can read there: "
+                                       f"move it to {helper_path or DEFAULT_HELPER_CONFIG}")
+        if helper_path:
+            text = _read_private(helper_path)
+            if text is not None:
+                try:
+                    config.parser.read_string(text, source=helper_path)
+                except configparser.Error as exc:  # never the line itself: it may hold a password
+                    line = getattr(exc, "lineno", None) or (getattr(exc, "errors", None) or [(None,)])[0][0]
+                    raise UnsafeConfig(f"cannot read {helper_path}: {type(exc).__name__} at line {line}") from None
+        return config
+
     def get(self, section: str, key: str, default: str | None = None) -> str | None:
         if self.parser.has_option(section, key):
             return self.parser.get(section, key)
@@ -61,6 +86,38 @@ class Config:
     @property
     def realm(self) -> str:
         return self.get("ceo", "realm")
+
+
+class UnsafeConfig(CeoError):
+    """A config file the helper will not start on. The message names the file and what is wrong
+    with it, never a value from it, so the caller may be told."""
+
+
+def _secret(key: str) -> bool:
+    return key == "password" or key.endswith(("_password", "secret"))
+
+
+def _read_private(path: str) -> str | None:
+    """A helper file's text, if it exists and only its owner (root, or a local helper's own user)
+    can read or write it; checked on the open file itself, so it cannot be swapped meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnsafeConfig(f"cannot open {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeConfig(f"{path} is not a regular file")
+        if st.st_uid not in (0, os.getuid()) or st.st_mode & 0o077:
+            owner = "root" if os.getuid() == 0 else f"root or uid {os.getuid()}"
+            raise UnsafeConfig(f"{path} must be owned by {owner} and readable and writable by it only "
+                               f"(mode 0600); it is uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}")
+        try:
+            return f.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsafeConfig(f"cannot read {path}: not UTF-8 text") from None
 
 
 def client_paths(config: str | None, inventory: str | None) -> tuple[str, bool, str]:

@@ -18,7 +18,7 @@ import time
 import traceback
 
 from . import __version__, policy
-from .config import Config, DEFAULT_CONFIG, DEFAULT_INVENTORY
+from .config import Config, DEFAULT_CONFIG, DEFAULT_HELPER_CONFIG, DEFAULT_INVENTORY, UnsafeConfig
 from .context import Context
 from .errors import BadInput, BadRequest, CeoError, LimitReached, NotPermitted, PartlyDone, VersionMismatch
 from .protocol import PROTOCOL, decode, encode, negotiate, read_line
@@ -41,7 +41,9 @@ class Session:
         # Through sudo the environment is sudo's: only a local (unprivileged-by-sudo) run may
         # point the helper at other files or say which inventory host it stands for.
         env = os.environ if self.local else {}
-        self.config = Config.load(env.get("CEO_CONFIG") or DEFAULT_CONFIG)
+        # The credentials file is root's: a non-root local helper reads one only if named.
+        helper_config = env.get("CEO_HELPER_CONFIG") or (DEFAULT_HELPER_CONFIG if os.getuid() == 0 else None)
+        self.config = Config.load_helper(env.get("CEO_CONFIG") or DEFAULT_CONFIG, helper_config)
         self.caller = self._caller()
         self.host = env.get("CEO_HOST") or socket.gethostname()
         self.inventory_path = env.get("CEO_INVENTORY") or DEFAULT_INVENTORY
@@ -421,7 +423,10 @@ def main(argv=None) -> int:
     try:
         session = Session()
     except CeoError as exc:
-        if not isinstance(exc, NotPermitted):  # a config problem: details to the log, not to callers
+        if isinstance(exc, UnsafeConfig):  # its message names the file, never a value from it
+            log(f"cannot start: {exc.message}")
+            exc = CeoError(f"the helper refuses to start: {exc.message}")
+        elif not isinstance(exc, NotPermitted):  # a config problem: details to the log, not to callers
             log(f"cannot start: {exc.message}")
             exc = CeoError("the helper is misconfigured on this host (details in its log)")
         out.write(encode({"error": exc.to_wire()}))

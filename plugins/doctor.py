@@ -136,16 +136,8 @@ def _mariadb(ctx):
 
 
 def _mailman(ctx):
-    import json
-    import urllib.request
-    from base64 import b64encode
-    url = ctx.config.get("mailman", "url", "http://localhost:8001/3.1")
-    req = urllib.request.Request(f"{url}/system/versions")
-    auth = f"{ctx.config.get('mailman', 'user', '')}:{ctx.config.get('mailman', 'password', '')}"
-    req.add_header("Authorization", "Basic " + b64encode(auth.encode()).decode())
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        info = json.loads(resp.read())
-    return f"{info.get('mailman_version', 'Mailman ?').split(' (')[0]} at {url}"
+    from ceo.services import mailman  # in the helper: only it has the REST credentials
+    return f"{mailman.version(ctx).split(' (')[0]} at {mailman.url(ctx)}"
 
 
 def _smtp(ctx):

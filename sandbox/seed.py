@@ -114,7 +114,8 @@ def homes():
 
 
 def write_ceo_config(etc: Path):
-    """/etc/csc as every sandbox host sees it: the inventory and ceo's own settings."""
+    """/etc/csc as every sandbox host sees it: the inventory, ceo's own settings (world-readable,
+    nothing secret) and the helper's credentials (root only)."""
     shutil.copy(REPO / "hosts.ini", etc / "hosts.ini")
     (etc / "ceo.ini").write_text(f"""\
 # Written by the ceo sandbox: settings for the ceo client and for ceo-helper on each host.
@@ -134,19 +135,12 @@ uri = ldap://{fqdn('phosphoric-acid')}
 ldapi = {STATE / 'ldap' / 'ldapi'}
 base = {BASE_DN}
 
-[kerberos]
-admin_principal = ceod/admin@{REALM}
-admin_keytab = /etc/csc/ceod-admin.keytab
-host_keytab = {STATE}/hosts/{{host}}/krb5.keytab
-
 [homes]
 base = {HOMES}
 skeleton = {HOMES}/skel
 
 [mailman]
 url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
-user = {MAILMAN_USER}
-password = {MAILMAN_PASS}
 lists = {' '.join(LISTS)}
 open_lists = csc-general
 
@@ -163,3 +157,21 @@ port = 25
 [audit]
 file = {STATE}/audit.jsonl
 """)
+    (etc / "ceo.ini").chmod(0o644)
+    # Created 0600 (not chmod-ed after writing): there is no moment a member could read it.
+    helper = etc / "ceo-helper.ini"
+    helper.unlink(missing_ok=True)
+    fd = os.open(helper, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"""\
+# Written by the ceo sandbox: ceo-helper's credentials, over ceo.ini. Root only (mode 0600).
+[kerberos]
+admin_principal = ceod/admin@{REALM}
+admin_keytab = /etc/csc/ceod-admin.keytab
+host_keytab = {STATE}/hosts/{{host}}/krb5.keytab
+
+[mailman]
+user = {MAILMAN_USER}
+password = {MAILMAN_PASS}
+""")
+    os.chown(helper, 0, 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ..errors import NotFound, ServiceUnavailable
 
+REST_TIMEOUT = 10  # seconds: a Mailman that hangs is reported, not waited on
+
 
 def member_address(ctx, uid: str) -> str:
     """The address a member's uid stands for on the lists."""
@@ -19,8 +21,14 @@ def client(ctx):
     """The session's REST client (opened once, reused by every request)."""
     def open_client():
         from mailmanclient import Client
-        return Client(url(ctx), ctx.config.get("mailman", "user", ""), ctx.config.get("mailman", "password", ""))
+        return Client(url(ctx), ctx.config.get("mailman", "user", ""), ctx.config.get("mailman", "password", ""),
+                      request_hooks=[lambda params: {**params, "timeout": REST_TIMEOUT}])
     return ctx.service("mailman", open_client)
+
+
+def version(ctx) -> str:
+    """Mailman's version, as its REST API reports it with ceo's credentials (a doctor check)."""
+    return call(ctx, lambda: client(ctx).system).get("mailman_version", "Mailman ?")
 
 
 def call(ctx, fn, missing: Exception | None = None):
