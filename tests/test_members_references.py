@@ -94,7 +94,10 @@ class Directory:
         if number is not None:
             parts += [f"(sudoUser=#{number})", f"(sudoRunAsUser=#{number})", f"(uidNumber={number})",
                       f"(gidNumber={number})"]
-        return self.dns(BASE, f"(|{''.join(parts)})") - {f"uid={uid},{TOMBSTONES}"}
+        return {dn for dn in self.dns(BASE, f"(|{''.join(parts)})") if not dn.endswith(f",{TOMBSTONES}")}
+
+    def tombstones(self, uid) -> list[dict]:
+        return [self.read(dn) for dn in sorted(self.dns(TOMBSTONES, f"(uid={escape_filter_chars(uid)})"))]
 
     def used_numbers(self) -> set[int]:
         def search(conn):
@@ -107,6 +110,11 @@ class Directory:
                 used.update(int(v[1:]) for v in raw.get("sudoUser", []) if v.startswith(b"#"))
             return used
         return self._do(search)
+
+
+def sorted_values(entry):
+    """An entry with its values in order: an undo may put a value back at the end."""
+    return {k: sorted(v) for k, v in entry.items()}
 
 
 def _ok(conn, ok):
@@ -160,7 +168,8 @@ def made(cluster, ldap, mailman):
         for group in ldap.dns(GROUPS, f"(uniqueMember={escape_filter_chars(f'uid={uid},{PEOPLE}')})"):
             ldap.modify(group, {"uniqueMember": [(ldap3.MODIFY_DELETE, [f"uid={uid},{PEOPLE}"])]})
         remove_roles(mailman, f"{uid}@{DOMAIN}")
-        ldap.delete(f"uid={uid},{TOMBSTONES}")
+        for tomb in ldap.dns(TOMBSTONES, f"(uid={uid})"):
+            ldap.delete(tomb)
         for old in (HOMES / ".deleted").glob(f"{uid}-*"):
             shutil.rmtree(old)
         assert not principal(uid) and not (HOMES / uid).exists()
@@ -235,8 +244,9 @@ def test_delete_removes_every_reference_and_leaves_a_tombstone(cluster, ldap, ma
     old = moved.pop()
     assert (old / ".k5login").read_text().startswith(f"{uid}@")
     assert (HOMES / ".deleted").stat().st_mode & 0o077 == 0
-    tomb = ldap.read(f"uid={uid},{TOMBSTONES}")
-    assert tomb is not None and tomb["uidNumber"] == [str(number)] and tomb["homeDirectory"] == [str(old)]
+    [tomb] = ldap.tombstones(uid)
+    assert tomb["uidNumber"] == [str(number)] and tomb["homeDirectory"] == [str(old)]
+    assert "by ctdalek" in tomb["description"][0]
     assert "posixAccount" not in tomb["objectClass"]  # never an account NSS would resolve
     assert subprocess.run(["getent", "passwd", uid], capture_output=True).returncode == 2
 
@@ -251,7 +261,7 @@ def test_a_failed_delete_puts_the_references_back(cluster, ldap, mailman, made):
     dn = f"uid={uid},{PEOPLE}"
     ldap.modify(f"cn=syscom,{GROUPS}", {"uniqueMember": [(ldap3.MODIFY_ADD, [dn])]})
     rule = sudo_rule(ldap, extra, f"ref-{uid}", sudoUser=[uid, "regular1"])
-    before = {d: ldap.read(d) for d in ldap.naming(uid, number)}
+    before = {d: sorted_values(ldap.read(d)) for d in ldap.naming(uid, number)}
     control.service("stop", "kadmind")
     try:
         proc = ceo(cluster, "ctdalek", "delete", uid, "--yes")
@@ -259,9 +269,9 @@ def test_a_failed_delete_puts_the_references_back(cluster, ldap, mailman, made):
         control.service("start", "kadmind")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"undid: removed {uid} from sudo rule ref-{uid}" in proc.stdout, proc.stdout
-    assert {d: ldap.read(d) for d in ldap.naming(uid, number)} == before
+    assert {d: sorted_values(ldap.read(d)) for d in ldap.naming(uid, number)} == before
     assert sorted(ldap.read(rule)["sudoUser"]) == sorted([uid, "regular1"])
-    assert ldap.read(f"uid={uid},{TOMBSTONES}") is None
+    assert ldap.tombstones(uid) == []
     assert (HOMES / uid).is_dir() and principal(uid)
 
 
@@ -327,7 +337,7 @@ def test_a_reused_name_gets_a_new_number_and_a_clean_home_once_nothing_names_it(
     assert not (HOMES / uid / ".k5login").exists()
     # Deleted again: the tombstone keeps both numbers.
     assert ceo(cluster, "ctdalek", "delete", uid, "--yes").returncode == 0
-    assert sorted(ldap.read(f"uid={uid},{TOMBSTONES}")["uidNumber"]) == sorted([str(first), str(second)])
+    assert sorted(t["uidNumber"][0] for t in ldap.tombstones(uid)) == sorted([str(first), str(second)])
 
 
 def test_numbers_a_deleted_account_or_a_sudo_rule_holds_are_not_handed_out(cluster, ldap, made):
@@ -337,7 +347,7 @@ def test_numbers_a_deleted_account_or_a_sudo_rule_holds_are_not_handed_out(clust
     number = add(cluster, gone, "--no-subscribe")
     assert ceo(cluster, "ctdalek", "delete", gone, "--yes").returncode == 0
     assert add(cluster, after, "--no-subscribe") != number
-    assert ldap.dns(BASE, f"(uidNumber={number})") == {f"uid={gone},{TOMBSTONES}"}  # it holds the number
+    assert ldap.dns(BASE, f"(uidNumber={number})") == {f"uidNumber={number},{TOMBSTONES}"}  # it holds the number
     # The lowest number nothing uses, named by a sudo rule (`#N`): not given out either.
     low = min(n for n in range(20001, 30000) if n not in ldap.used_numbers())
     sudo_rule(ldap, extra, f"ref-{later}", sudoUser=[f"#{low}"])
