@@ -288,6 +288,10 @@ def test_add_refuses_a_name_the_directory_still_names(cluster, ldap, made):
     line = one_line_error(proc, 2)
     assert "group syscom" in line and f"sudo rule ref-{uid}" in line, line
     nothing_written(cluster, ldap, uid)
+    # The helper's create step refuses it itself, asked directly (no client-side check).
+    line = one_line_error(ceo(cluster, "ofstaff", "create", uid, "--cn", "Inheritor"), 2)
+    assert "group syscom (uniqueMember)" in line and f"sudo rule ref-{uid} (sudoUser)" in line, line
+    nothing_written(cluster, ldap, uid)
 
 
 def test_add_refuses_a_name_the_lists_still_name(cluster, ldap, mailman, made):
