@@ -112,6 +112,28 @@ def refuse_reserved_name(ctx, uid: str):
         raise BadInput(f"{uid} is a reserved name")
 
 
+def refuse_referenced_name(ctx, uid: str):
+    """A new account may not take a name something still names, or it inherits that: a group
+    membership, a sudo rule. Nor the name of a deleted account (its tombstone), unless
+    `[members] reuse_deleted_names = yes`: ceo cannot find every reference to a deleted name
+    (other members' ~/.k5login, ACLs on other systems), so by default a name is never reused.
+    A reused name gets a new uid number; its old ones stay with the tombstone."""
+    from .services import directory
+    conn = ctx.ldap()
+    dead = directory.tombstones(conn, ctx.config, uid)
+    if dead and not ctx.config.getbool("members", "reuse_deleted_names"):
+        numbers = ", ".join(str(n) for e in dead for n in e.get("uidNumber", []))
+        homes = ", ".join(h for e in dead for h in e.get("homeDirectory", [])) or "not archived"
+        raise AlreadyExists(f"{uid} is the name of a deleted account (uid number {numbers}, home {homes}); "
+                            "names are not reused unless [members] reuse_deleted_names = yes")
+    refs = directory.references(conn, ctx.config, uid)
+    if refs:
+        sudo = directory.sudoers_dn(ctx.config).lower()
+        named = sorted({f"{'sudo rule' if dn.lower().endswith(sudo) else 'group'} {dn.split(',')[0].split('=', 1)[1]} "
+                        f"({attr})" for dn, attr, _ in refs})
+        raise AlreadyExists(f"{uid} is still named by {', '.join(named)}; remove those references first")
+
+
 def managed_member_number(ctx, uid: str) -> int:
     """The uid number of an account ceo manages (an LDAP member in the member range); ceo
     changes no other account's principal, password or home: never root@, postgres@, ..."""

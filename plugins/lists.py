@@ -11,7 +11,7 @@ from ceo import policy
 from ceo.errors import NotFound
 from ceo.output import safe
 from ceo.services import mailman
-from ceo.plugin import EMAIL, Plugin, Str
+from ceo.plugin import EMAIL, Plugin, Str, Uid
 
 plugin = Plugin("lists", "Mailing lists (Mailman 3): show, subscribe, unsubscribe")
 
@@ -77,18 +77,31 @@ def unsubscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=False)
 
 
-@plugin.verb("unsubscribe_all", "Step: take someone off every list (for deletions)", role="mail",
-             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Who])
+@plugin.verb("unsubscribe_all", "Step: take someone off every list, as subscriber, owner and moderator "
+             "(for deletions)", role="mail", allow=("syscom",), mutating=True, check=True, hidden=True, params=[Who])
 def unsubscribe_all(ctx, who):
     address, _ = _address(ctx, who)
     client = mailman.client(ctx)
     found = mailman.call(ctx, lambda: [m for m in client.get_lists() if mailman.is_member(ctx, m, address)])
-    if not found:
+    roles = mailman.roles_of(ctx, address)
+    if not found and not roles:
         ctx.emit({"step": "unsubscribe", "status": "unchanged", "message": f"{address} is on no list"})
-        return {"changed": False, "lists": []}
+        return {"changed": False, "lists": [], "roles": []}
     for mlist in found:
         _set_membership(ctx, mlist.list_name, address, subscribed=False)
-    return {"changed": True, "lists": [m.list_name for m in found]}
+    for mlist, role in roles:
+        ctx.step(role, lambda m=mlist, r=role: mailman.remove_role(ctx, m, r, address),
+                 lambda m=mlist, r=role: mailman.add_role(ctx, m, r, address),
+                 describe=f"removed {address} as {role} of {mlist.list_name}")
+    return {"changed": True, "lists": [m.list_name for m in found],
+            "roles": [f"{role} of {m.list_name}" for m, role in roles]}
+
+
+@plugin.verb("roles", "Step: the lists on which a new account's address is already owner or moderator", role="mail",
+             allow=policy.STAFF, hidden=True, params=[Uid("uid", positional=True)])
+def roles(ctx, uid):
+    address = mailman.member_address(ctx, uid)
+    return {"address": address, "roles": [f"{role} of {m.list_name}" for m, role in mailman.roles_of(ctx, address)]}
 
 
 def _set_membership(ctx, list, who, subscribed: bool):

@@ -54,7 +54,7 @@ def ldif() -> str:
         _entry(BASE_DN, [("objectClass", "dcObject"), ("objectClass", "organization"), ("dc", "csclub"),
                          ("o", "Computer Science Club")]),
         *(_entry(f"ou={ou},{BASE_DN}", [("objectClass", "organizationalUnit"), ("ou", ou)])
-          for ou in ("People", "Group", "SUDOers", "Services")),
+          for ou in ("People", "Group", "SUDOers", "Services", "Tombstones")),
         *(_entry(f"cn=ceod/{fqdn(h)},ou=Services,{BASE_DN}",
                  [("objectClass", "applicationProcess"), ("cn", f"ceod/{fqdn(h)}")]) for h in HOSTS),
     ]

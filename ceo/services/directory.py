@@ -131,3 +131,61 @@ def escape(value: str) -> str:
 def groups_of(conn, config, uid: str) -> set[str]:
     return {e["cn"][0] for e in conn.entries(groups_dn(config), f"(uniqueMember={escape(user_dn(config, uid))})",
                                              ["cn"])}
+
+
+def sudoers_dn(config) -> str:
+    return f"ou=SUDOers,{config.get('ldap', 'base')}"
+
+
+def tombstones_dn(config) -> str:
+    return f"ou=Tombstones,{config.get('ldap', 'base')}"
+
+
+def tombstone_dn(config, number: int) -> str:
+    """A deleted account's tombstone, named by its uid number: numbers are never handed out
+    twice, names may be (reuse_deleted_names), so a name can have several."""
+    return f"uidNumber={int(number)},{tombstones_dn(config)}"
+
+
+def _same_dn(a: str, b: str) -> bool:
+    import re
+    return re.sub(r"\s*,\s*", ",", a).lower() == re.sub(r"\s*,\s*", ",", b).lower()
+
+
+def references(conn, config, uid: str, number: int | None = None) -> list[tuple[str, str, str]]:
+    """(dn, attribute, value) for every value that names the account `uid` (or its uid number)
+    outside its own entry and personal group: group memberships (uniqueMember, memberUid) and
+    sudo rules (sudoUser `uid`, `%uid` for its personal group, `#number`; sudoRunAsUser `uid`,
+    `#number`). A new account of that name or number would inherit each of them."""
+    dn = user_dn(config, uid)
+    sudo = {"sudoUser": {uid, f"%{uid}"}, "sudoRunAsUser": {uid}}
+    if number is not None:
+        for values in sudo.values():
+            values.add(f"#{number}")
+    wanted = [(groups_dn(config), {"uniqueMember": {dn}, "memberUid": {uid}}), (sudoers_dn(config), sudo)]
+    out = []
+    for base, attrs in wanted:
+        flt = "(|" + "".join(f"({a}={escape(v)})" for a, vs in attrs.items() for v in sorted(vs)) + ")"
+        for e in conn.entries(base, flt, list(attrs)):
+            for attr, values in attrs.items():
+                # The value as stored (for an exact undo); DNs compare as DNs, the rest exactly.
+                out += [(e["dn"], attr, v) for v in e.get(attr, [])
+                        if (_same_dn(v, dn) if attr == "uniqueMember" else v in values)]
+    return out
+
+
+def tombstones(conn, config, uid: str) -> list[dict]:
+    """The tombstones of deleted accounts of that name."""
+    return conn.entries(tombstones_dn(config), f"(&(objectClass=account)(uid={escape(uid)}))",
+                        ["uidNumber", "homeDirectory", "description"], "LEVEL")
+
+
+def held_numbers(conn, config) -> set[int]:
+    """uid numbers no account has but something still holds: deleted accounts' (their archived
+    homes still carry them) and those sudo rules name as `#number`."""
+    held = {int(v) for e in conn.entries(tombstones_dn(config), "(uidNumber=*)", ["uidNumber"])
+            for v in e.get("uidNumber", [])}
+    for e in conn.entries(sudoers_dn(config), "(objectClass=sudoRole)", ["sudoUser", "sudoRunAsUser"]):
+        held.update(int(v[1:]) for v in e.get("sudoUser", []) + e.get("sudoRunAsUser", [])
+                    if v[:1] == "#" and v[1:].isdigit())
+    return held

@@ -75,3 +75,30 @@ def subscribe(ctx, mlist, address: str, name: str | None, welcome=True):
 
 def unsubscribe(ctx, mlist, address: str):
     call(ctx, lambda: mlist.unsubscribe(address, pre_confirmed=True, pre_approved=True))
+
+
+# Roles that are privileges on a list: whoever gets the address next would hold them.
+PRIVILEGED = ("owner", "moderator")
+
+
+def roles_of(ctx, address: str) -> list[tuple[object, str]]:
+    """(list, role) for every list on which `address` is an owner or a moderator."""
+    from urllib.error import HTTPError
+    c = client(ctx)
+
+    def find(role):
+        try:
+            return c.find_lists(address, role=role, count=1000)
+        except HTTPError as exc:
+            if exc.code == 404:  # Mailman's answer for an address on no list in that role
+                return []
+            raise
+    return [(mlist, role) for role in PRIVILEGED for mlist in call(ctx, lambda r=role: find(r))]
+
+
+def add_role(ctx, mlist, role: str, address: str):
+    call(ctx, lambda: mlist.add_role(role, address))
+
+
+def remove_role(ctx, mlist, role: str, address: str):
+    call(ctx, lambda: mlist.remove_role(role, address))

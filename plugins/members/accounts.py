@@ -109,7 +109,8 @@ class number_lock:
 
 
 def free_number(ctx) -> int:
-    """The first number in the member range used by no account or group (LDAP or local)."""
+    """The first number in the member range used by no account or group (LDAP or local), no
+    deleted account (tombstone) and no sudo rule."""
     import grp
     import pwd
     low = int(ctx.config.get("members", "uid_min", "20001"))
@@ -119,6 +120,7 @@ def free_number(ctx) -> int:
     for e in search(ctx, "(|(objectClass=posixAccount)(objectClass=posixGroup))", ["uidNumber", "gidNumber"],
                      base=base):
         used.update(int(v) for v in e.get("uidNumber", []) + e.get("gidNumber", []))
+    used |= directory.held_numbers(ctx.ldap(), ctx.config)  # deleted accounts', sudo rules' `#number`
     for n in range(low, high + 1):
         if n in used:
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ceo import terms as T
-from ceo.errors import NOT_PERMITTED, BadInput, CeoError
+from ceo.errors import NOT_PERMITTED, AlreadyExists, BadInput, CeoError
 from ceo.output import safe
 from ceo.plugin import Flag, Str, Term, Uid
 
@@ -20,8 +20,14 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
         no_subscribe):
     acct.terms_choice(terms, term)
     run.prepare(["ldap", "kerberos", "homes"])
-    kind = "clubrep" if clubrep else "member"
     run.everywhere("members.name_free", {"uid": uid})  # a system name on any host is no member's
+    # Before anything is written: the address the account would get may still be a list's owner
+    # or moderator (a deleted account's); the new person would inherit that. Mailman down: a
+    # warning, as for the subscription (the create step checks the directory itself).
+    held = run.step("lists.roles", {"uid": uid}, role="mail", describe=f"list roles of {uid}", best_effort=True)
+    if held and held["roles"]:
+        raise AlreadyExists(f"{held['address']} is still {', '.join(held['roles'])}; remove those roles first")
+    kind = "clubrep" if clubrep else "member"
     try:
         account = run.step("members.create", {"uid": uid, "cn": cn, "given_name": given_name, "sn": sn,
                                               "program": program, "terms": terms, "term": term,
@@ -180,7 +186,8 @@ def delete(run, uid):
     run.prepare(["ldap", "kerberos", "homes"])
     run.call("members.info", {"uid": uid}, role="ldap")
     home = run.step("members.remove_home", {"uid": uid}, role="homes", describe=f"home directory of {uid}")
-    run.step("members.remove_ldap", {"uid": uid}, role="ldap", describe=f"LDAP entries of {uid}")
+    run.step("members.remove_ldap", {"uid": uid, "archived": (home or {}).get("archived")}, role="ldap",
+             describe=f"LDAP entries of {uid}")
     run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
     # Last, and by address (the account is gone): a failed delete keeps its subscriptions.
     run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",

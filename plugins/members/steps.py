@@ -28,6 +28,7 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     if acct.search(ctx, f"(uid={uid})", ["uid"], base=people) or acct.search(ctx, f"(cn={uid})", ["cn"], base=groups):
         raise AlreadyExists(f"{uid} already exists")
     policy.refuse_reserved_name(ctx, uid)
+    policy.refuse_referenced_name(ctx, uid)
     new_terms = list(term) if term else T.interval(T.current(), terms or 1)
     home = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
     attrs = {"cn": cn, "uid": uid, "homeDirectory": home,
@@ -382,26 +383,58 @@ def purge_home(ctx, path):
     return {}
 
 
-@plugin.verb("remove_ldap", "Step: remove group memberships, the user and its group (syscom)", role="ldap",
-             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
-def remove_ldap(ctx, uid):
+@plugin.verb("remove_ldap", "Step: remove every reference to the user, the user and its group; leave a tombstone "
+             "(syscom)", role="ldap", allow=("syscom",), mutating=True, check=True, hidden=True,
+             params=[Uid("uid", positional=True),
+                     Str("archived", "where remove_home archived the home", max_length=512,
+                         pattern=r"/[A-Za-z0-9/._-]{1,511}", describe="an absolute path")])
+def remove_ldap(ctx, uid, archived):
     import ldap3
+    from ceo.services import directory
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
     user = acct.user(ctx, uid, all_attrs=True)
-    memberships = [e["dn"] for e in acct.search(ctx, f"(uniqueMember={acct.esc(dn)})", ["cn"], base=acct.groups(ctx))]
+    number = int(user["uidNumber"][0])
     group_dn = f"cn={uid},{acct.groups(ctx)}"
     group = acct.search(ctx, "(objectClass=*)", ["*"], base=group_dn, scope="BASE")
-    for gdn in memberships:
-        ctx.step("membership", lambda g=gdn: acct.ldap_ok(ctx, conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_DELETE, [dn])]}),
-                                                      f"leaving {g}"),
-                 lambda g=gdn: acct.ldap_ok(ctx, conn.modify(g, {"uniqueMember": [(ldap3.MODIFY_ADD, [dn])]}), f"rejoining {g}"),
-                 describe=f"removed {uid} from {gdn.split(',')[0][3:]}")
+    sudo = directory.sudoers_dn(ctx.config).lower()
+    # Everything that names it, so that a later account of the same name or number inherits nothing.
+    for ref_dn, attr, value in directory.references(conn, ctx.config, uid, number):
+        name = ref_dn.split(",")[0].split("=", 1)[1]
+        what = f"removed {value} from sudo rule {name} ({attr})" if ref_dn.lower().endswith(sudo) else \
+            f"removed {uid} from {name}" + ("" if attr == "uniqueMember" else f" ({attr})")
+        ctx.step("reference", lambda d=ref_dn, a=attr, v=value: acct.ldap_ok(
+                     ctx, conn.modify(d, {a: [(ldap3.MODIFY_DELETE, [v])]}), f"removing {v} from {d}"),
+                 lambda d=ref_dn, a=attr, v=value: acct.ldap_ok(
+                     ctx, conn.modify(d, {a: [(ldap3.MODIFY_ADD, [v])]}), f"putting {v} back in {d}"),
+                 describe=what)
     if group:
         ctx.step("group", lambda: acct.ldap_ok(ctx, conn.delete(group_dn), f"deleting {group_dn}"),
                  lambda: acct.ldap_ok(ctx, conn.add(group_dn, attributes=acct.readd(group[0])), f"restoring {group_dn}"), describe=f"deleted group {uid}")
     ctx.step("user", lambda: acct.ldap_ok(ctx, conn.delete(dn), f"deleting {dn}"),
              lambda: acct.ldap_ok(ctx, conn.add(dn, attributes=acct.readd(user)), f"restoring {dn}"), describe=f"deleted LDAP user {uid}")
+    _tombstone(ctx, uid, number, archived)
     return {}
+
+
+def _tombstone(ctx, uid, number, archived):
+    """A small entry that outlives the account: its name is not reused by default (see
+    policy.refuse_referenced_name) and its uid number never (free_number skips it), since the
+    archived home still carries that number. `account` + `extensibleObject` (standard schema,
+    nothing to deploy), never a posixAccount: NSS does not see it."""
+    from ceo.services import directory
+    conn, ou = ctx.ldap(), directory.tombstones_dn(ctx.config)
+    tomb_dn = directory.tombstone_dn(ctx.config, number)
+    note = f"deleted {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} by {ctx.caller}" \
+        + (f", home archived at {archived}" if archived else ", home not archived")
+    attrs = {"uid": uid, "uidNumber": number, "description": note, **({"homeDirectory": archived} if archived else {})}
+    if not acct.search(ctx, "(objectClass=*)", ["ou"], base=ou, scope="BASE"):
+        ctx.step("tombstones", lambda: acct.ldap_ok(ctx, conn.add(ou, ["top", "organizationalUnit"], {"ou": "Tombstones"}),
+                                                    f"adding {ou}"),
+                 lambda: acct.ldap_ok(ctx, conn.delete(ou), f"removing {ou}", gone_ok=True), describe=f"added {ou}")
+    ctx.step("tombstone", lambda: acct.ldap_ok(ctx, conn.add(tomb_dn, ["top", "account", "extensibleObject"], attrs),
+                                               f"adding {tomb_dn}"),
+             lambda: acct.ldap_ok(ctx, conn.delete(tomb_dn), f"removing {tomb_dn}", gone_ok=True),
+             describe=f"left a tombstone for {uid} (uid number {number})")
 
 
 @plugin.verb("remove_principal", "Step: delete the principal (syscom)", role="kerberos", allow=("syscom",),
