@@ -22,9 +22,9 @@ import uuid
 
 import pytest
 
-from tests.test_helper_protocol import (  # noqa: F401  (connect, audit, ldap are fixtures)
-    HELLO, NO_ID, Raw, _line, assert_error, assert_no_traceback, audit, connect, helper_processes, ldap,
-    ldap_entry, sudo_helper)
+from rawhelper import HELLO, Raw
+from test_helper_protocol import (  # noqa: F401  (audit and ldap are fixtures)
+    NO_ID, _line, assert_error, assert_no_traceback, audit, helper_processes, ldap, ldap_entry, sudo_helper)
 
 # The helper's defaults (ceo/helper.py), which the sandbox's ceo.ini does not change.
 MAX_REFUSALS = 100
