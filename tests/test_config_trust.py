@@ -266,12 +266,12 @@ def test_lists_verbs_still_reach_mailman(cluster):
     from mailmanclient import Client
     mailman = Client(f"http://{cluster.addrs['mail']}:8001/3.1", topology.MAILMAN_USER, SECRET)
     address = f"t{uuid.uuid4().hex[:10]}@example.org"
-    mlist = mailman.get_list("exec@csclub.internal")
+    mlist = mailman.get_list("ceo@csclub.internal")
     try:
         proc = cluster.run(["ceo", "lists", "list", "--json"], "regular1")
         assert proc.returncode == 0, proc.stderr
-        assert {r["list"] for r in json.loads(proc.stdout)["result"]} >= {"csc-general", "exec"}
-        proc = cluster.run(["ceo", "lists", "subscribe", "exec", address], "ofstaff")
+        assert {r["list"] for r in json.loads(proc.stdout)["result"]} >= {"csc-general", "ceo"}
+        proc = cluster.run(["ceo", "lists", "subscribe", "ceo", address], "ofstaff")
         assert proc.returncode == 0, proc.stderr
         assert address in {m.email for m in mlist.members}
     finally:
