@@ -189,7 +189,7 @@ def test_a_composite_verb_releases_its_kept_requests_when_it_ends(cluster, as_us
     its steps on the same sessions finds nothing, and what they made stays."""
     from ceo.config import Config
     from ceo.discovery import discover
-    from ceo.errors import RemoteError
+    from ceo.errors import BadRequest
     from ceo.inventory import Inventory
     from ceo.output import Output
     from ceo.runner import Run, run_verb
@@ -212,7 +212,7 @@ def test_a_composite_verb_releases_its_kept_requests_when_it_ends(cluster, as_us
         assert run_verb(run, verb, verb.validate({"name": name})) == {"name": name}
         assert [q for _, _, q in kept] == ["testkit.mkentry", "testkit.mkdir", "testkit.explode"]
         for session, rid, qualname in kept:
-            with pytest.raises(RemoteError) as caught:
+            with pytest.raises(BadRequest) as caught:
                 session.undo(rid)
             assert caught.value.name == "BadRequest", (qualname, caught.value.message)
         assert ldap_entry(ldap, dn) is not None and os.path.isdir(home)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import ldap3
 import pytest
+import rawhelper
 from ldap3.utils.conv import escape_filter_chars
 
 from sandbox import control
@@ -277,7 +278,7 @@ def test_a_failed_delete_puts_the_references_back(cluster, ldap, mailman, made):
 
 # --- add -------------------------------------------------------------------------------------
 
-def test_add_refuses_a_name_the_directory_still_names(cluster, ldap, made):
+def test_add_refuses_a_name_the_directory_still_names(cluster, ldap, made, connect):
     uids, extra = made
     uid = fresh_uid()
     uids.append(uid)
@@ -289,8 +290,11 @@ def test_add_refuses_a_name_the_directory_still_names(cluster, ldap, made):
     assert "group syscom" in line and f"sudo rule ref-{uid}" in line, line
     nothing_written(cluster, ldap, uid)
     # The helper's create step refuses it itself, asked directly (no client-side check).
-    line = one_line_error(ceo(cluster, "ofstaff", "create", uid, "--cn", "Inheritor"), 2)
-    assert "group syscom (uniqueMember)" in line and f"sudo rule ref-{uid} (sudoUser)" in line, line
+    _, reply = rawhelper.request(connect("phosphoric-acid", "ofstaff"), "members", "create",
+                                 {"uid": uid, "cn": "Inheritor"})
+    line = reply["error"]["message"]
+    assert reply["error"]["exit"] == 2 and "group syscom (uniqueMember)" in line, reply
+    assert f"sudo rule ref-{uid} (sudoUser)" in line, line
     nothing_written(cluster, ldap, uid)
 
 
