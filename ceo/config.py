@@ -100,12 +100,10 @@ def _secret(key: str) -> bool:
 def _read_private(path: str) -> str | None:
     """A helper file's text, if it exists and only its owner (root, or a local helper's own user)
     can read or write it; checked on the open file itself, so it cannot be swapped meanwhile."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
+    from .files import open_plain
+    fd = open_plain(path, lambda why: UnsafeConfig(f"cannot open {path}: {why}"))
+    if fd is None:
         return None
-    except OSError as exc:
-        raise UnsafeConfig(f"cannot open {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):

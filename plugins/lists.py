@@ -61,18 +61,18 @@ def members(ctx, list):
             for m in mailman.call(ctx, lambda: mlist.members)]
 
 
-@plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", role="mail",
-             allow=("office", "syscom"), permit=policy.own_address_on_open_list,
-             guard=policy.group_list_guard, mutating=True, check=True,
-             params=[ListName, Who])
+# Office and syscom change anyone's subscriptions; members their own, on the open lists; lists
+# tied to a group only syscom.
+SUBSCRIPTION = dict(role="mail", allow=policy.STAFF, permit=policy.own_address_on_open_list,
+                    guard=policy.group_list_guard, mutating=True, check=True, params=[ListName, Who])
+
+
+@plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", **SUBSCRIPTION)
 def subscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=True)
 
 
-@plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", role="mail",
-             allow=("office", "syscom"), permit=policy.own_address_on_open_list,
-             guard=policy.group_list_guard, mutating=True, check=True,
-             params=[ListName, Who])
+@plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", **SUBSCRIPTION)
 def unsubscribe(ctx, list, who):
     return _set_membership(ctx, list, who, subscribed=False)
 
@@ -85,16 +85,14 @@ def unsubscribe_all(ctx, who):
     found = mailman.call(ctx, lambda: [m for m in client.get_lists() if mailman.is_member(ctx, m, address)])
     roles = mailman.roles_of(ctx, address)
     if not found and not roles:
-        ctx.emit({"step": "unsubscribe", "status": "unchanged", "message": f"{address} is on no list"})
-        return {"changed": False, "lists": [], "roles": []}
+        return ctx.unchanged("unsubscribe", f"{address} is on no list", lists=[], roles=[])
     for mlist in found:
         _set_membership(ctx, mlist.list_name, address, subscribed=False)
     for mlist, role in roles:
         ctx.step(role, lambda m=mlist, r=role: mailman.remove_role(ctx, m, r, address),
                  lambda m=mlist, r=role: mailman.add_role(ctx, m, r, address),
                  describe=f"removed {address} as {role} of {mlist.list_name}")
-    return {"changed": True, "lists": [m.list_name for m in found],
-            "roles": [f"{role} of {m.list_name}" for m, role in roles]}
+    return ctx.changed(lists=[m.list_name for m in found], roles=[f"{role} of {m.list_name}" for m, role in roles])
 
 
 @plugin.verb("roles", "Step: the lists on which a new account's address is already owner or moderator", role="mail",

@@ -14,6 +14,7 @@ import stat
 import tempfile
 
 from ..errors import BadInput, NotFound
+from ..files import open_plain
 
 READ_LIMIT = 65536
 
@@ -49,12 +50,9 @@ def owned_dir(path: str, number: int, who: str) -> str:
 def read_file(path: str) -> str | None:
     """A small file as its owner left it (None if absent): never follow a link, never block
     on a FIFO, read only a regular file, and only so much."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
+    fd = open_plain(path, lambda why: BadInput(f"{path} is not a plain file ({why}); ask syscom to look at it"))
+    if fd is None:
         return None
-    except OSError as exc:
-        raise BadInput(f"{path} is not a plain file ({exc.strerror}); ask syscom to look at it") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise BadInput(f"{path} is not a plain file; ask syscom to look at it")

@@ -4,7 +4,9 @@ them: passwords go in as arguments and are never formatted into text)."""
 
 from __future__ import annotations
 
-from ..errors import AlreadyExists, ServiceUnavailable
+from ..errors import AlreadyExists, NotFound, ServiceUnavailable
+
+REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password must be changed
 
 
 def admin_principal(config) -> str:
@@ -33,3 +35,30 @@ def call(ctx, fn):
         if "already exists" in text:
             raise AlreadyExists(text) from None
         raise ServiceUnavailable(f"kadmind for {ctx.config.realm} failed: {text}") from None
+
+
+def exists(ctx, name: str) -> bool:
+    return call(ctx, lambda: admin(ctx).principal_exists(name))
+
+
+def add_with_temporary_password(ctx, name: str, password: str):
+    """A new principal whose password must be changed at its first login."""
+    from kadmin import NewPrincipalKey
+    call(ctx, lambda: admin(ctx).add_principal(name, key=NewPrincipalKey.Password(password),
+                                              attributes=REQUIRES_PWCHANGE))
+
+
+def set_password(ctx, name: str, password: str):
+    """A new password (a change clears the must-change flag: `require_change` sets it again)."""
+    if call(ctx, lambda: admin(ctx).get_principal(name)) is None:
+        raise NotFound(f"no principal {name}")
+    call(ctx, lambda: admin(ctx).principal_change_password(name, password))
+
+
+def require_change(ctx, name: str):
+    princ = call(ctx, lambda: admin(ctx).get_principal(name))
+    call(ctx, lambda: princ.modify(admin(ctx), attributes=princ.attributes | REQUIRES_PWCHANGE))
+
+
+def delete(ctx, name: str):
+    call(ctx, lambda: admin(ctx).delete_principal(name))

@@ -7,7 +7,7 @@ import time
 
 from ceo import policy
 from ceo import terms as T
-from ceo.errors import AlreadyExists, BadInput, CeoError, NotFound, ServiceUnavailable
+from ceo.errors import AlreadyExists, BadInput, CeoError, ServiceUnavailable
 from ceo.plugin import Flag, Int, Str, Uid
 from ceo.services import homes, kadmin
 
@@ -15,9 +15,6 @@ from . import accounts as acct
 from . import plugin
 from .messages import WELCOME, announcement
 from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
-
-REQUIRES_PWCHANGE = 0x0200  # KRB5_KDB_REQUIRES_PWCHANGE: the temporary password must be changed
-
 
 @plugin.verb("create", "Step: allocate numbers, add the LDAP user and its group", role="ldap", allow=policy.STAFF,
              mutating=True, check=True, hidden=True, params=NEW_ACCOUNT)
@@ -66,43 +63,40 @@ def name_free(ctx, uid):
 @plugin.verb("principal", "Step: a Kerberos principal with a temporary password", role="kerberos", allow=policy.STAFF,
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def principal(ctx, uid):
-    name = f"{uid}@{ctx.config.realm}"
-    if ctx.check:
-        ctx.step("principal", None, describe=f"create principal {name} with a temporary password (must change)")
-        return {"principal": name, "password": None}
-    from kadmin import NewPrincipalKey
-    policy.managed_member_number(ctx, uid)  # only for an account ceo made: never root@, postgres@, ...
-    admin = kadmin.admin(ctx)
-    if kadmin.call(ctx, lambda: admin.principal_exists(name)):
+    name = _member_principal(ctx, uid, "create principal {} with a temporary password (must change)")
+    if name is None:
+        return {"principal": f"{uid}@{ctx.config.realm}", "password": None}
+    if kadmin.exists(ctx, name):
         raise AlreadyExists(f"principal {name} already exists (remove the orphan with kadmin first)")
     password = acct.new_password()
-    ctx.step("principal", lambda: kadmin.call(ctx, lambda: admin.add_principal(
-                 name, key=NewPrincipalKey.Password(password), attributes=REQUIRES_PWCHANGE)),
-             lambda: kadmin.call(ctx, lambda: admin.delete_principal(name)),
+    ctx.step("principal", lambda: kadmin.add_with_temporary_password(ctx, name, password),
+             lambda: kadmin.delete(ctx, name),
              describe=f"created principal {name} (temporary password, must change at first login)")
     return {"principal": name, "password": password}
+
+
+def _member_principal(ctx, uid, would: str) -> str | None:
+    """uid's principal, if uid is a member account ceo manages (never root@, postgres@, ...);
+    in check mode, says what would be done to it and returns None."""
+    name = f"{uid}@{ctx.config.realm}"
+    if ctx.check:
+        ctx.step("principal", None, describe=would.format(name))
+        return None
+    policy.managed_member_number(ctx, uid)
+    return name
 
 
 @plugin.verb("password", "Step: a new temporary password (syscom)", role="kerberos", allow=("syscom",),
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def password(ctx, uid):
-    name = f"{uid}@{ctx.config.realm}"
-    if ctx.check:
-        ctx.step("password", None, describe=f"set a new temporary password on {name} (must change)")
-        return {"principal": name, "password": None}
-    policy.managed_member_number(ctx, uid)  # members only: system principals are changed with kadmin
-    admin = kadmin.admin(ctx)
-    princ = kadmin.call(ctx, lambda: admin.get_principal(name))
-    if princ is None:
-        raise NotFound(f"no principal {name}")
+    name = _member_principal(ctx, uid, "set a new temporary password on {} (must change)")
+    if name is None:
+        return {"principal": f"{uid}@{ctx.config.realm}", "password": None}
     new = acct.new_password()
-
     # The password first (a change clears the must-change flag), then the flag. Once the
     # password has changed it is returned whatever happens next: never one nobody was shown.
-    ctx.step("password", lambda: kadmin.call(ctx, lambda: admin.principal_change_password(name, new)),
-             describe=f"set a new temporary password on {name}")
-    ctx.step("must-change", lambda: kadmin.call(ctx, lambda: princ.modify(
-        admin, attributes=princ.attributes | REQUIRES_PWCHANGE)), best_effort=True,
+    ctx.step("password", lambda: kadmin.set_password(ctx, name, new), describe=f"set a new temporary password on {name}")
+    ctx.step("must-change", lambda: kadmin.require_change(ctx, name), best_effort=True,
              describe="required a change at next login")
     return {"principal": name, "password": new}
 
@@ -355,8 +349,7 @@ def remove_home(ctx, uid):
     mode = ctx.config.get("homes", "on_delete", "archive")
     archive = ctx.config.get("homes", "archive_dir", os.path.join(base, ".deleted"))
     if not os.path.lexists(path):
-        ctx.emit({"step": "home", "status": "unchanged", "message": f"{path} does not exist"})
-        return {"changed": False}
+        return ctx.unchanged("home", f"{path} does not exist")
     dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}")
     if ctx.check:
         ctx.step("home", None, describe=f"{'move' if mode == 'archive' else 'remove'} {path}"
@@ -441,12 +434,10 @@ def _tombstone(ctx, uid, number, archived):
              mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
 def remove_principal(ctx, uid):
     name = f"{uid}@{ctx.config.realm}"
-    admin = kadmin.admin(ctx)
-    if not kadmin.call(ctx, lambda: admin.principal_exists(name)):
-        ctx.emit({"step": "principal", "status": "unchanged", "message": f"no principal {name}"})
-        return {"changed": False}
-    ctx.step("principal", (lambda: kadmin.call(ctx, lambda: admin.delete_principal(name))) if not ctx.check else None,
+    if not kadmin.exists(ctx, name):
+        return ctx.unchanged("principal", f"no principal {name}")
+    ctx.step("principal", (lambda: kadmin.delete(ctx, name)) if not ctx.check else None,
              describe=f"deleted principal {name}")
-    return {}
+    return ctx.changed()
 
 
