@@ -113,26 +113,13 @@ def _homes(ctx):
 
 
 def _postgresql(ctx):
-    import psycopg2
-    with psycopg2.connect(host=ctx.config.get("postgresql", "socket_dir", "/run/postgresql"),
-                          user="postgres", dbname="postgres", connect_timeout=5) as conn:
-        with conn.cursor() as cur:
-            cur.execute("show server_version")
-            version = cur.fetchone()[0].split()[0]
-    conn.close()
-    return f"PostgreSQL {version}"
+    from ceo.services import sql
+    return f"PostgreSQL {sql.pg_run(ctx, 'show server_version', fetch=True)[0][0].split()[0]}"
 
 
 def _mariadb(ctx):
-    import pymysql
-    conn = pymysql.connect(unix_socket=ctx.config.get("mariadb", "socket", "/run/mysqld/mysqld.sock"),
-                           user="root", connect_timeout=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("select version()")
-            return f"MariaDB {cur.fetchone()[0].split('-')[0]}"
-    finally:
-        conn.close()
+    from ceo.services import sql
+    return f"MariaDB {sql.my_run(ctx, 'select version()', fetch=True)[0][0].split('-')[0]}"
 
 
 def _mailman(ctx):

@@ -13,6 +13,14 @@ from ..errors import ServiceUnavailable
 
 LDAP_TIMEOUT = 10
 
+# LDAP result codes (RFC 4511) that ceo acts on.
+SUCCESS = 0
+NO_SUCH_ATTRIBUTE = 16  # a value to delete is not there (the entry changed since it was read)
+TYPE_OR_VALUE_EXISTS = 20  # a value to add is there already
+NO_SUCH_OBJECT = 32
+OBJECT_CLASS_VIOLATION = 65  # e.g. terms on an entry that is not a member
+ALREADY_EXISTS = 68
+
 
 class Guarded:
     """An ldap3 connection whose network failures become one ServiceUnavailable line, and
@@ -63,7 +71,7 @@ class Guarded:
         scope = {"SUBTREE": ldap3.SUBTREE, "BASE": ldap3.BASE, "LEVEL": ldap3.LEVEL}[scope]
         while True:
             self.search(base, flt, search_scope=scope, attributes=attributes, paged_size=page, paged_cookie=cookie)
-            if self._conn.result["result"] not in (0, 32):
+            if self._conn.result["result"] not in (SUCCESS, NO_SUCH_OBJECT):
                 raise ServiceUnavailable(f"LDAP search failed ({self._where}): {self._conn.result['description']}")
             for r in self._conn.response or []:
                 if r.get("type") == "searchResEntry":

@@ -79,11 +79,11 @@ def ldap_ok(ctx, ok, what, gone_ok=False):
     removes something, it was already gone)."""
     if not ok:
         result = ctx.ldap().result
-        if gone_ok and result.get("result") == 32:
+        if gone_ok and result.get("result") == directory.NO_SUCH_OBJECT:
             return
-        if result.get("result") == 68:
+        if result.get("result") == directory.ALREADY_EXISTS:
             raise AlreadyExists(f"{what}: already exists")
-        if result.get("result") == 32:
+        if result.get("result") == directory.NO_SUCH_OBJECT:
             raise NotFound(f"{what}: no such entry")
         raise ServiceUnavailable(f"LDAP on {ctx.host} failed {what}: {result.get('description')}")
 

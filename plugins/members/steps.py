@@ -9,7 +9,7 @@ from ceo import policy
 from ceo import terms as T
 from ceo.errors import AlreadyExists, BadInput, CeoError, ServiceUnavailable
 from ceo.plugin import Flag, Int, Str, Uid
-from ceo.services import homes, kadmin
+from ceo.services import directory, homes, kadmin
 
 from . import accounts as acct
 from . import plugin
@@ -269,7 +269,7 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
         except ServiceUnavailable as exc:  # the connection went: this row may or may not be done
             broken = f"{exc.message}; run the same file again"
             code, result = -1, {"description": broken}
-        if code in (16, 20):  # the entry changed since the client read it
+        if code in (directory.NO_SUCH_ATTRIBUTE, directory.TYPE_OR_VALUE_EXISTS):  # changed since the client read it
             try:
                 if not new:  # only an unlock was asked, and someone already did it
                     raise _AlreadyDone
@@ -281,9 +281,9 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
                 status, message = "unchanged", "already unlocked"
             except CeoError as err:
                 status, message = "failed", err.message
-        elif code == 0:
+        elif code == directory.SUCCESS:
             status, message = "done", _renewed(new, unlock, clubrep)
-        elif code == 65:  # objectClassViolation: terms on an entry that is not a member
+        elif code == directory.OBJECT_CLASS_VIOLATION:
             status, message = "failed", f"{uid} is not a member (a club or system account)"
         else:
             status, message = "failed", f"LDAP: {result.get('description')}"
@@ -383,7 +383,6 @@ def purge_home(ctx, path):
                          pattern=r"/[A-Za-z0-9/._-]{1,511}", describe="an absolute path")])
 def remove_ldap(ctx, uid, archived):
     import ldap3
-    from ceo.services import directory
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
     user = acct.user(ctx, uid, all_attrs=True)
     number = int(user["uidNumber"][0])
@@ -414,7 +413,6 @@ def _tombstone(ctx, uid, number, archived):
     policy.refuse_referenced_name) and its uid number never (free_number skips it), since the
     archived home still carries that number. `account` + `extensibleObject` (standard schema,
     nothing to deploy), never a posixAccount: NSS does not see it."""
-    from ceo.services import directory
     conn, ou = ctx.ldap(), directory.tombstones_dn(ctx.config)
     tomb_dn = directory.tombstone_dn(ctx.config, number)
     note = f"deleted {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} by {ctx.caller}" \

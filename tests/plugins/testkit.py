@@ -180,3 +180,15 @@ def leak(ctx, token, in_undo, best_effort):
         ctx.step("second", lambda: _fail(True), describe="the second step")
     ctx.step("leaky", boom, best_effort=best_effort, describe="the leaky step")
     return {}
+
+
+@plugin.verb("sqlfail", "A failing SQL statement that holds a secret (as a careless verb might)", role="databases",
+             allow=STAFF, mutating=True, params=[Str("engine", choices=("postgresql", "mariadb"), positional=True),
+                                                 Str("password", "never shown", secret=True)])
+def sqlfail(ctx, engine, password):
+    from ceo.services import sql
+    if engine == "postgresql":  # a syntax error: PostgreSQL's own message quotes the statement
+        sql.pg_run(ctx, f"ALTER ROLE nobody_ceo PASSWORD '{password}' NONSENSE")
+    else:
+        sql.my_run(ctx, f"ALTER USER 'nobody_ceo'@'%' IDENTIFIED BY '{password}' NONSENSE")
+    return {}
