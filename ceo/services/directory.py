@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ServiceUnavailable
+from ..errors import AlreadyExists, NotFound, ServiceUnavailable
 
 LDAP_TIMEOUT = 10
 
@@ -197,3 +197,42 @@ def held_numbers(conn, config) -> set[int]:
         held.update(int(v[1:]) for v in e.get("sudoUser", []) + e.get("sudoRunAsUser", [])
                     if v[:1] == "#" and v[1:].isdigit())
     return held
+
+
+# --- writes: each raises a named error, naming what it was doing ------------------------------
+
+def changes(add=None, delete=None, replace=None) -> dict:
+    """An ldap3 modification from {attribute: values} per operation (delete with no values
+    removes the attribute)."""
+    import ldap3
+    out: dict = {}
+    for op, attrs in ((ldap3.MODIFY_ADD, add), (ldap3.MODIFY_DELETE, delete), (ldap3.MODIFY_REPLACE, replace)):
+        for attr, values in (attrs or {}).items():
+            out.setdefault(attr, []).append((op, list(values)))
+    return out
+
+
+def add(conn, dn: str, what: str, classes=None, attrs=None):
+    checked(conn, conn.add(dn, classes, attrs), what)
+
+
+def delete(conn, dn: str, what: str, gone_ok: bool = False):
+    """gone_ok: an undo that removes something may find it already gone."""
+    checked(conn, conn.delete(dn), what, gone_ok)
+
+
+def modify(conn, dn: str, what: str, **ops):
+    checked(conn, conn.modify(dn, changes(**ops)), what)
+
+
+def checked(conn, ok, what: str, gone_ok: bool = False):
+    if ok:
+        return
+    code, text = conn.result.get("result"), conn.result.get("description")
+    if gone_ok and code == NO_SUCH_OBJECT:
+        return
+    if code == ALREADY_EXISTS:
+        raise AlreadyExists(f"{what}: already exists")
+    if code == NO_SUCH_OBJECT:
+        raise NotFound(f"{what}: no such entry")
+    raise ServiceUnavailable(f"LDAP failed {what}: {text}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from ceo.errors import AlreadyExists, BadInput, NotFound, ServiceUnavailable
+from ceo.errors import BadInput, NotFound, ServiceUnavailable
 from ceo import policy
 from ceo.services import directory, homes
 
@@ -72,20 +72,6 @@ def home_of(ctx, uid, number: int | None = None) -> str:
 
 def readd(entry) -> dict:
     return {k: v for k, v in entry.items() if k != "dn"}
-
-
-def ldap_ok(ctx, ok, what, gone_ok=False):
-    """Raise, naming what failed, unless the LDAP operation succeeded (or, for an undo that
-    removes something, it was already gone)."""
-    if not ok:
-        result = ctx.ldap().result
-        if gone_ok and result.get("result") == directory.NO_SUCH_OBJECT:
-            return
-        if result.get("result") == directory.ALREADY_EXISTS:
-            raise AlreadyExists(f"{what}: already exists")
-        if result.get("result") == directory.NO_SUCH_OBJECT:
-            raise NotFound(f"{what}: no such entry")
-        raise ServiceUnavailable(f"LDAP on {ctx.host} failed {what}: {result.get('description')}")
 
 
 def show_attrs(attrs) -> str:

@@ -44,12 +44,13 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
         number = acct.free_number(ctx)
         attrs.update(uidNumber=number, gidNumber=number)
         user_dn, group_dn = f"uid={uid},{people}", f"cn={uid},{groups}"
-        ctx.step("ldap-user", lambda: acct.ldap_ok(ctx, conn.add(user_dn, classes, attrs), f"adding {user_dn}"),
-                 lambda: acct.ldap_ok(ctx, conn.delete(user_dn), f"removing {user_dn}", gone_ok=True), describe=f"added LDAP user {uid} (uid number {number}, "
+        ctx.step("ldap-user", lambda: directory.add(conn, user_dn, f"adding {user_dn}", classes, attrs),
+                 lambda: directory.delete(conn, user_dn, f"removing {user_dn}", gone_ok=True), describe=f"added LDAP user {uid} (uid number {number}, "
                  f"{'club rep ' if clubrep else ''}terms {' '.join(new_terms)})")
-    ctx.step("ldap-group", lambda: acct.ldap_ok(ctx, conn.add(group_dn, ["top", "group", "posixGroup"],
-                                                          {"cn": uid, "gidNumber": number}), f"adding {group_dn}"),
-             lambda: acct.ldap_ok(ctx, conn.delete(group_dn), f"removing {group_dn}", gone_ok=True), describe=f"added personal group {uid}")
+    ctx.step("ldap-group", lambda: directory.add(conn, group_dn, f"adding {group_dn}", ["top", "group", "posixGroup"],
+                                                 {"cn": uid, "gidNumber": number}),
+             lambda: directory.delete(conn, group_dn, f"removing {group_dn}", gone_ok=True),
+             describe=f"added personal group {uid}")
     return {"uid": uid, "uidNumber": number, "terms": new_terms}
 
 
@@ -193,12 +194,10 @@ def set_shell(ctx, uid, shell):
     old = acct.first(entry, "loginShell")
     if old == shell:
         return ctx.unchanged("shell", f"login shell is already {shell}")
-    import ldap3
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
-    ctx.step("shell", lambda: acct.ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [shell])]}),
-                                       "changing the shell"),
-             lambda: acct.ldap_ok(ctx, conn.modify(dn, {"loginShell": [(ldap3.MODIFY_REPLACE, [old] if old else [])]}),
-                              f"restoring the shell of {uid}"),
+    ctx.step("shell", lambda: directory.modify(conn, dn, "changing the shell", replace={"loginShell": [shell]}),
+             lambda: directory.modify(conn, dn, f"restoring the shell of {uid}",
+                                      replace={"loginShell": [old] if old else []}),
              describe=f"login shell: {old} -> {shell}")
     return ctx.changed()
 
@@ -248,17 +247,15 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
     batch's modifies are in flight at once. A row whose entry changed since (a term already
     there, no lock to remove) is redone the careful way; each row gets one event and, if it
     changed something, one audit record."""
-    import ldap3
     if not len(uids) == len(adds) == len(expires) or len(uids) > 1000:
         raise BadInput("uids, adds and expires must be parallel lists of at most 1,000 rows")
     attr = "nonMemberTerm" if clubrep else "term"
     conn = ctx.ldap(pipelined=True)
     rows = []
     for uid, add_, expire in zip(uids, adds, expires, strict=True):
-        change = {attr: [(ldap3.MODIFY_ADD, add_.split())]} if add_ else {}
-        if expire >= 0:  # atomic with the lapsed reason: any other lock makes LDAP refuse the row
-            change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
-            change["lockReason"] = [(ldap3.MODIFY_DELETE, [policy.LAPSED])]
+        # The unlock is atomic with the lapsed reason: any other lock makes LDAP refuse the row.
+        unlock = {"shadowExpire": [], "lockReason": [policy.LAPSED]} if expire >= 0 else None
+        change = directory.changes(add={attr: add_.split()} if add_ else None, delete=unlock)
         rows.append((uid, add_.split(), expire >= 0, conn.modify(acct.dn(ctx, uid), change)))
     outcomes, broken = [], None
     for i, (uid, new, unlock, msgid) in enumerate(rows):
@@ -302,7 +299,6 @@ class _AlreadyDone(Exception):
 @plugin.verb("renew_terms", "Step: add terms, unlock", role="ldap", allow=policy.STAFF, mutating=True, check=True,
              hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
-    import ldap3
     acct.terms_choice(terms, term)
     entry = acct.user(ctx, uid)
     policy.refuse_non_member(uid, entry)
@@ -319,19 +315,12 @@ def renew_terms(ctx, uid, terms, term, clubrep):
     result = {"uid": uid, attr: T.sort(have | set(new)), "added": new, "unlocked": locked}
     if not new and not locked:
         return ctx.unchanged("terms", f"{uid} already has {' '.join(wanted)}", **result)
-    change = {}
-    if new:
-        change[attr] = [(ldap3.MODIFY_ADD, new)]
-    if locked:
-        change["shadowExpire"] = [(ldap3.MODIFY_DELETE, [])]
-        change["lockReason"] = [(ldap3.MODIFY_DELETE, [policy.LAPSED])]
-    undo = {attr: [(ldap3.MODIFY_DELETE, new)]} if new else {}
-    if locked:
-        undo["shadowExpire"] = [(ldap3.MODIFY_REPLACE, entry["shadowExpire"])]
-        undo["lockReason"] = [(ldap3.MODIFY_REPLACE, [policy.LAPSED])]
+    added = {attr: new} if new else {}
+    lock = {"shadowExpire": entry["shadowExpire"], "lockReason": [policy.LAPSED]} if locked else {}
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
-    ctx.step("terms", lambda: acct.ldap_ok(ctx, conn.modify(dn, change), f"renewing {uid}"),
-             lambda: acct.ldap_ok(ctx, conn.modify(dn, undo), f"undoing the renewal of {uid}"),
+    ctx.step("terms", lambda: directory.modify(conn, dn, f"renewing {uid}", add=added,
+                                               delete={k: [] if k == "shadowExpire" else v for k, v in lock.items()}),
+             lambda: directory.modify(conn, dn, f"undoing the renewal of {uid}", delete=added, replace=lock),
              describe=f"{uid}: " + _renewed(new, locked, clubrep))
     return ctx.changed(**result)
 
@@ -382,7 +371,6 @@ def purge_home(ctx, path):
                      Str("archived", "where remove_home archived the home", max_length=512,
                          pattern=r"/[A-Za-z0-9/._-]{1,511}", describe="an absolute path")])
 def remove_ldap(ctx, uid, archived):
-    import ldap3
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
     user = acct.user(ctx, uid, all_attrs=True)
     number = int(user["uidNumber"][0])
@@ -394,16 +382,16 @@ def remove_ldap(ctx, uid, archived):
         name = ref_dn.split(",")[0].split("=", 1)[1]
         what = f"removed {value} from sudo rule {name} ({attr})" if ref_dn.lower().endswith(sudo) else \
             f"removed {uid} from {name}" + ("" if attr == "uniqueMember" else f" ({attr})")
-        ctx.step("reference", lambda d=ref_dn, a=attr, v=value: acct.ldap_ok(
-                     ctx, conn.modify(d, {a: [(ldap3.MODIFY_DELETE, [v])]}), f"removing {v} from {d}"),
-                 lambda d=ref_dn, a=attr, v=value: acct.ldap_ok(
-                     ctx, conn.modify(d, {a: [(ldap3.MODIFY_ADD, [v])]}), f"putting {v} back in {d}"),
+        ctx.step("reference", lambda d=ref_dn, a=attr, v=value: directory.modify(
+                     conn, d, f"removing {v} from {d}", delete={a: [v]}),
+                 lambda d=ref_dn, a=attr, v=value: directory.modify(conn, d, f"putting {v} back in {d}", add={a: [v]}),
                  describe=what)
     if group:
-        ctx.step("group", lambda: acct.ldap_ok(ctx, conn.delete(group_dn), f"deleting {group_dn}"),
-                 lambda: acct.ldap_ok(ctx, conn.add(group_dn, attributes=acct.readd(group[0])), f"restoring {group_dn}"), describe=f"deleted group {uid}")
-    ctx.step("user", lambda: acct.ldap_ok(ctx, conn.delete(dn), f"deleting {dn}"),
-             lambda: acct.ldap_ok(ctx, conn.add(dn, attributes=acct.readd(user)), f"restoring {dn}"), describe=f"deleted LDAP user {uid}")
+        ctx.step("group", lambda: directory.delete(conn, group_dn, f"deleting {group_dn}"),
+                 lambda: directory.add(conn, group_dn, f"restoring {group_dn}", attrs=acct.readd(group[0])),
+                 describe=f"deleted group {uid}")
+    ctx.step("user", lambda: directory.delete(conn, dn, f"deleting {dn}"),
+             lambda: directory.add(conn, dn, f"restoring {dn}", attrs=acct.readd(user)), describe=f"deleted LDAP user {uid}")
     _tombstone(ctx, uid, number, archived)
     return {}
 
@@ -419,12 +407,12 @@ def _tombstone(ctx, uid, number, archived):
         + (f", home archived at {archived}" if archived else ", home not archived")
     attrs = {"uid": uid, "uidNumber": number, "description": note, **({"homeDirectory": archived} if archived else {})}
     if not acct.search(ctx, "(objectClass=*)", ["ou"], base=ou, scope="BASE"):
-        ctx.step("tombstones", lambda: acct.ldap_ok(ctx, conn.add(ou, ["top", "organizationalUnit"], {"ou": "Tombstones"}),
-                                                    f"adding {ou}"),
-                 lambda: acct.ldap_ok(ctx, conn.delete(ou), f"removing {ou}", gone_ok=True), describe=f"added {ou}")
-    ctx.step("tombstone", lambda: acct.ldap_ok(ctx, conn.add(tomb_dn, ["top", "account", "extensibleObject"], attrs),
-                                               f"adding {tomb_dn}"),
-             lambda: acct.ldap_ok(ctx, conn.delete(tomb_dn), f"removing {tomb_dn}", gone_ok=True),
+        ctx.step("tombstones", lambda: directory.add(conn, ou, f"adding {ou}", ["top", "organizationalUnit"],
+                                                     {"ou": "Tombstones"}),
+                 lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), describe=f"added {ou}")
+    ctx.step("tombstone", lambda: directory.add(conn, tomb_dn, f"adding {tomb_dn}", ["top", "account", "extensibleObject"],
+                                                attrs),
+             lambda: directory.delete(conn, tomb_dn, f"removing {tomb_dn}", gone_ok=True),
              describe=f"left a tombstone for {uid} (uid number {number})")
 
 
