@@ -932,22 +932,21 @@ def users_victim():
 
 
 @pytest.mark.parametrize("addresses", [["new@example.org"], []], ids=["set", "remove"])
-def test_set_forwarding_replaces_a_forward_hard_link_not_its_target(cluster, planter, users_victim, addresses):
+def test_a_forward_hard_link_is_neither_read_nor_replaced(cluster, planter, users_victim, addresses):
+    """A second name for a root-only file: reading it would show the file to the member, so
+    get shows it unavailable and modify refuses, and both names stay as they were."""
     forward = planter.home / ".forward"
     plant(forward, planter.number, hardlink_to=users_victim)
     assert os.lstat(users_victim).st_nlink == 2
     before = file_state(users_victim)
+    got = ok_doc(ceo(cluster, "ofstaff", "get", planter.uid, "--json"))
+    assert got["forwarding"].startswith("(unavailable: ") and "is not a plain file" in got["forwarding"], got
     proc = ceo(cluster, "ofstaff", "modify", planter.uid,
                *(["--forwarding-address", *addresses] if addresses else ["--no-forwarding"]))
-    assert proc.returncode == 0, proc.stderr
-    st = os.lstat(users_victim)
-    assert file_state(users_victim) == before and st.st_nlink == 1  # only the name at ~/.forward went
-    if addresses:
-        new = os.lstat(forward)
-        assert new.st_ino != st.st_ino and stat.S_ISREG(new.st_mode)
-        assert forward_state(planter.home) == ("new@example.org\n", planter.number, 0o644)
-    else:
-        assert not os.path.lexists(forward)
+    one_line_error(proc, 2)
+    assert "is not a plain file" in proc.stderr, proc.stderr
+    assert file_state(users_victim) == before and os.lstat(users_victim).st_nlink == 2
+    assert os.lstat(forward).st_ino == os.lstat(users_victim).st_ino
     assert not list(planter.home.glob(".forward.*"))
 
 

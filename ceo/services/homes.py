@@ -49,12 +49,14 @@ def owned_dir(path: str, number: int, who: str) -> str:
 
 def read_file(path: str) -> str | None:
     """A small file as its owner left it (None if absent): never follow a link, never block
-    on a FIFO, read only a regular file, and only so much."""
+    on a FIFO, read only a regular file with no other name (a hard link to a file the owner
+    cannot read would show it to them), and only so much."""
     fd = open_plain(path, lambda why: BadInput(f"{path} is not a plain file ({why}); ask syscom to look at it"))
     if fd is None:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             raise BadInput(f"{path} is not a plain file; ask syscom to look at it")
         return os.read(fd, READ_LIMIT).decode("utf-8", "replace")
     finally:

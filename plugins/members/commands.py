@@ -89,13 +89,12 @@ def get(run, uid):
     Flag("expired", "members whose terms have all passed"),
     Flag("clubreps", "club reps instead of members")], render=lambda c, r: _render_list(c, r))
 def list_(ctx, term, expired, clubreps):
-    from ldap3.utils.conv import escape_filter_chars as esc
     attr = "nonMemberTerm" if clubreps else "term"
     now = T.current()
     if expired:
         flt = f"(&(objectClass=member)(!(term={now}))(!(nonMemberTerm={now}))({attr}=*))"
     else:
-        flt = f"(&(objectClass=member)({attr}={esc(term or now)}))"
+        flt = f"(&(objectClass=member)({attr}={acct.esc(term or now)}))"
     entries = acct.search(ctx, flt, ["uid", "cn", "program", "term", "nonMemberTerm", "shadowExpire"])
     if expired:  # not current, and not registered ahead either: every term is in the past
         entries = [e for e in entries

@@ -167,8 +167,7 @@ def announce(ctx, uid, cn, program, kind, failed, details):
 @plugin.verb("info", "Step: a member's LDAP facts", role="ldap", hidden=True, params=[Uid("uid", positional=True)])
 def info(ctx, uid):
     entry = acct.user(ctx, uid)
-    groups = sorted(e["cn"][0] for e in acct.search(ctx, f"(uniqueMember={acct.esc(acct.dn(ctx, uid))})", ["cn"],
-                                                base=acct.groups(ctx)))
+    groups = sorted(directory.groups_of(ctx.ldap(), ctx.config, uid))
     return {"uid": uid, "name": acct.first(entry, "cn"), "given_name": acct.first(entry, "givenName"),
             "sn": acct.first(entry, "sn"), "program": acct.first(entry, "program"),
             "uidNumber": acct.first(entry, "uidNumber"), "gidNumber": acct.first(entry, "gidNumber"),
