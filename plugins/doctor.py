@@ -114,12 +114,12 @@ def _homes(ctx):
 
 def _postgresql(ctx):
     from ceo.services import sql
-    return f"PostgreSQL {sql.pg_run(ctx, 'show server_version', fetch=True)[0][0].split()[0]}"
+    return f"PostgreSQL {sql.run(ctx, 'postgresql', 'show server_version', fetch=True)[0][0].split()[0]}"
 
 
 def _mariadb(ctx):
     from ceo.services import sql
-    return f"MariaDB {sql.my_run(ctx, 'select version()', fetch=True)[0][0].split('-')[0]}"
+    return f"MariaDB {sql.run(ctx, 'mariadb', 'select version()', fetch=True)[0][0].split('-')[0]}"
 
 
 def _mailman(ctx):

@@ -41,29 +41,23 @@ def mariadb(ctx):
     return ctx.service("mariadb", open_)
 
 
-def pg_run(ctx, statement, params=None, fetch=False):
-    """Run one statement (values always as params, names through psycopg2.sql)."""
-    import psycopg2
+def run(ctx, engine: str, statement, params=None, fetch=False):
+    """One statement on "postgresql" or "mariadb" (values always as params, names quoted by
+    the driver's own tools); fetch: return its rows."""
+    if engine == "postgresql":
+        import psycopg2 as lib
+        connect, error = postgresql, _pg_error
+    else:
+        import pymysql as lib
+        connect, error = mariadb, _my_error
     try:
-        with postgresql(ctx).cursor() as cur:
+        with connect(ctx).cursor() as cur:
             cur.execute(statement, params)
             return cur.fetchall() if fetch else None
-    except psycopg2.Error as exc:
-        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-            ctx.forget("postgresql")  # the server went away: reconnect on next use
-        raise _pg_error(ctx, exc) from None
-
-
-def my_run(ctx, statement, params=None, fetch=False):
-    import pymysql
-    try:
-        with mariadb(ctx).cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if fetch else None
-    except pymysql.Error as exc:
-        if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError)):
-            ctx.forget("mariadb")
-        raise _my_error(ctx, exc) from None
+    except lib.Error as exc:
+        if isinstance(exc, (lib.OperationalError, lib.InterfaceError)):
+            ctx.forget(engine)  # the server went away: reconnect on next use
+        raise error(ctx, exc) from None
 
 
 def _pg_error(ctx, exc):

@@ -188,7 +188,7 @@ def leak(ctx, token, in_undo, best_effort):
 def sqlfail(ctx, engine, password):
     from ceo.services import sql
     if engine == "postgresql":  # a syntax error: PostgreSQL's own message quotes the statement
-        sql.pg_run(ctx, f"ALTER ROLE nobody_ceo PASSWORD '{password}' NONSENSE")
+        sql.run(ctx, engine, f"ALTER ROLE nobody_ceo PASSWORD '{password}' NONSENSE")
     else:
-        sql.my_run(ctx, f"ALTER USER 'nobody_ceo'@'%' IDENTIFIED BY '{password}' NONSENSE")
+        sql.run(ctx, engine, f"ALTER USER 'nobody_ceo'@'%' IDENTIFIED BY '{password}' NONSENSE")
     return {}
