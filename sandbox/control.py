@@ -103,12 +103,11 @@ def down() -> float | None:
     was_up = pid is not None or STATE.exists()
     if STATE.exists():
         shutil.rmtree(STATE)
-    if CREATED.exists():
-        # Another sandbox (CEO_SANDBOX_NETNS) may use the same mount point: removing it on
-        # the machine would unmount its homes, so the last one out removes it.
-        if not _other_supervisors():
-            for line in CREATED.read_text().split():
-                _rmdir_on_machine(line)
+    # Another sandbox (CEO_SANDBOX_NETNS) may use the same mount point: removing it on the
+    # machine would unmount its homes, so while one runs the record stays, for a later `down`.
+    if CREATED.exists() and not _other_supervisors():
+        for line in CREATED.read_text().split():
+            _rmdir_on_machine(line)
         CREATED.unlink()
     return time.monotonic() - t0 if was_up else None
 
