@@ -24,7 +24,8 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
     # Before anything is written: the address the account would get may still be a list's owner
     # or moderator (a deleted account's); the new person would inherit that. Mailman down: a
     # warning, as for the subscription (the create step checks the directory itself).
-    held = run.step("lists.roles", {"uid": uid}, role="mail", describe=f"list roles of {uid}", best_effort=True)
+    held = run.step("lists.roles", {"uid": uid}, role="mail", best_effort=True,
+                    describe=f"checked the lists for roles {uid} would inherit")
     if held and held["roles"]:
         raise AlreadyExists(f"{held['address']} is still {', '.join(held['roles'])}; remove those roles first")
     kind = "clubrep" if clubrep else "member"
