@@ -74,6 +74,13 @@ def connect(cluster, as_user):
         client.close()
 
 
+@pytest.fixture(scope="module")
+def mailman(cluster):
+    """Mailman's REST API as its admin (the sandbox's own credentials): to check rosters."""
+    from mailmanclient import Client
+    return Client(f"http://{cluster.addrs['mail']}:8001/3.1", topology.MAILMAN_USER, topology.MAILMAN_PASS)
+
+
 @pytest.fixture
 def as_user(monkeypatch, cluster):
     """Point this process's own Kerberos library (paramiko, ldap3) at a user's ticket."""

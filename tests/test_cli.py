@@ -7,15 +7,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
+from syslogcapture import run_with_syslog
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("paramiko", "ldap3", "rich", "gssapi", "psycopg2", "pymysql", "kadmin", "mailmanclient")
@@ -544,47 +543,9 @@ def test_helper_bug_reaches_the_client_as_one_generic_line(cluster, extra):
         assert proc.stdout == ""
 
 
-def run_with_syslog(cluster, tmp_path, user, argv) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run argv (and the helpers it starts as subprocesses) in a mount namespace of their own
-    whose /dev/log is a datagram socket this test reads: syslog, which the sandbox does not run.
-    /dev gets an overlay there, so nothing changes for any other process."""
-    sock_path, dev = tmp_path / "log.sock", tmp_path / "dev"
-    dev.mkdir()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    script = f"""set -e
-        mount -t tmpfs -o mode=0755 ceo-test-dev {dev}
-        mkdir {dev}/upper {dev}/work
-        : > {dev}/upper/log
-        mount -t overlay ceo-test-dev -o lowerdir=/dev,upperdir={dev}/upper,workdir={dev}/work /dev
-        mount --bind {sock_path} /dev/log
-        exec "$@"
-    """
-    lines, done = [], threading.Event()
-
-    def read():  # meanwhile: the queue holds few datagrams (net.unix.max_dgram_qlen), then syslog(3) blocks
-        while True:
-            try:
-                lines.append(sock.recv(65536).decode())
-            except TimeoutError:
-                if done.is_set():  # syslog(3) sent it all before the helper answered
-                    return
-
-    sock.settimeout(0.2)
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        proc = cluster.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv], user)
-    finally:
-        done.set()
-        reader.join()
-        sock.close()
-    return proc, lines
-
-
 def test_helper_bug_traceback_is_in_the_helpers_log_only(cluster, tmp_path):
     inv = inventory_with(tmp_path, ansible_connection="local")
-    proc, log = run_with_syslog(cluster, tmp_path, "ofstaff", ["ceo", "-i", inv, "testkit", "crash", "-v"])
+    proc, log = run_with_syslog(tmp_path, ["ceo", "-i", inv, "testkit", "crash", "-v"], cluster.env("ofstaff"))
     assert (proc.returncode, proc.stderr, proc.stdout) == (1, CRASH + "\n", "")
     helper = [line for line in log if "ceo-helper[" in line]
     assert any(line.endswith("internal error in testkit.crash:") for line in helper), log

@@ -11,15 +11,14 @@ import configparser
 import json
 import os
 import pwd
-import socket
 import stat
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 
 import paramiko
 import pytest
+from syslogcapture import run_with_syslog
 
 from sandbox import topology
 
@@ -192,50 +191,12 @@ def test_a_broken_helper_ini_keeps_its_secret_out_of_the_log(cluster, tmp_path):
     copy = tmp_path / "ceo-helper.ini"
     copy.write_text(f"[mailman]\npassword {leaked}\n")
     copy.chmod(0o600)
-    proc, log = with_syslog(cluster, tmp_path, [str(topology.HELPER)], CEO_HELPER_CONFIG=str(copy))
+    proc, log = run_with_syslog(tmp_path, [str(topology.HELPER)],
+                                {**cluster.env(None), "CEO_HOST": MAIL, "CEO_HELPER_CONFIG": str(copy)})
     assert_refused(proc.stdout, proc.returncode, str(copy))
     assert [line for line in log if "ceo-helper[" in line], log  # it did log why
     assert not [line for line in log if leaked in line], log
     assert leaked not in proc.stdout + proc.stderr
-
-
-def with_syslog(cluster, tmp_path, argv, **env):
-    """argv in a mount namespace whose /dev/log is a datagram socket this test reads (as in
-    tests/test_cli.py: the sandbox runs no syslog)."""
-    sock_path, dev = tmp_path / "log.sock", tmp_path / "dev"
-    dev.mkdir()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    script = f"""set -e
-        mount -t tmpfs -o mode=0755 ceo-test-dev {dev}
-        mkdir {dev}/upper {dev}/work
-        : > {dev}/upper/log
-        mount -t overlay ceo-test-dev -o lowerdir=/dev,upperdir={dev}/upper,workdir={dev}/work /dev
-        mount --bind {sock_path} /dev/log
-        exec "$@"
-    """
-    lines, done = [], threading.Event()
-
-    def read():
-        while True:
-            try:
-                lines.append(sock.recv(65536).decode())
-            except TimeoutError:
-                if done.is_set():
-                    return
-
-    sock.settimeout(0.2)
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv],
-                              input="", capture_output=True, text=True, timeout=60,
-                              env={**cluster.env(None), "CEO_HOST": MAIL, **env})
-    finally:
-        done.set()
-        reader.join()
-        sock.close()
-    return proc, lines
 
 
 # --- what still works ---------------------------------------------------------------------------

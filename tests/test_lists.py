@@ -12,12 +12,6 @@ from sandbox import control
 DOMAIN = "csclub.internal"
 
 
-@pytest.fixture(scope="module")
-def mailman(cluster):
-    from mailmanclient import Client
-    return Client(f"http://{cluster.addrs['mail']}:8001/3.1", "restadmin", "restpass")
-
-
 def members_of(mailman, name):
     return {m.email for m in mailman.get_list(f"{name}@{DOMAIN}").members}
 

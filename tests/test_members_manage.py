@@ -250,12 +250,6 @@ def ldap(cluster):
     return Directory(cluster)
 
 
-@pytest.fixture(scope="module")
-def mailman(cluster):
-    from mailmanclient import Client
-    return Client(f"http://{cluster.addrs['mail']}:8001/3.1", "restadmin", "restpass")
-
-
 def remove_account(cluster, ldap, mailman, acct) -> list[str]:
     """Delete `acct` with `ceo members delete` as syscom (unless a test already deleted it),
     then read every service for what is left of it, remove that by hand and name it: the

@@ -132,12 +132,6 @@ def ldap(cluster):
     return Directory(cluster)
 
 
-@pytest.fixture(scope="module")
-def mailman(cluster):
-    from mailmanclient import Client
-    return Client(f"http://{cluster.addrs['mail']}:8001/3.1", "restadmin", "restpass")
-
-
 def list_roles(mailman, address) -> set[tuple[str, str]]:
     """(list, role) for every role `address` has on every list, read list by list."""
     roles = set()
