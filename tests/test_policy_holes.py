@@ -363,3 +363,50 @@ def test_add_asks_every_host_whether_the_name_is_free(cluster, ldap):
     assert {h: sshd_logins(cluster, h) - n for h, n in before.items()} == \
         {"phosphoric-acid": 1, "coffee": 1, "mail": 1}
     assert not ldap.search(f"ou=Group,{cluster.base_dn}", "(cn=postgres)")
+
+
+# --- found by an attacker's review --------------------------------------------------------------
+
+def audit_since(cluster, start: int) -> list[dict]:
+    with open(cluster.state / "audit.jsonl", "rb") as f:
+        f.seek(start)
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def test_a_batch_row_with_nothing_to_do_is_not_sent_and_the_others_are_audited(cluster, ldap, member, connect):
+    """An empty row used to make ldap3 refuse the modify after earlier rows were in flight:
+    the request failed, the earlier rows were written anyway, and none was audited."""
+    first, second = member(), member()
+    audit = cluster.state / "audit.jsonl"
+    start = audit.stat().st_size if audit.exists() else 0
+    session = Raw(connect("phosphoric-acid", "ofstaff"))
+    session.hello()
+    _, reply = session.request("r1", "members", "renew_rows",
+                               {"uids": [first, second], "adds": [NOW, ""], "expires": [-1, -1], "clubrep": False})
+    assert session.finish()[1] == 0
+    assert [(r["uid"], r["status"]) for r in reply["result"]["rows"]] == [(first, "done"), (second, "unchanged")]
+    assert NOW in entry(ldap, user_dn(cluster, first), "term")["term"]
+    assert NOW not in entry(ldap, user_dn(cluster, second), "term")["term"]
+    records = [r for r in audit_since(cluster, start) if r["verb"] == "renew_rows"]
+    assert [(r["args"]["uid"], r["outcome"]) for r in records] == [(first, "done")]
+
+
+@pytest.mark.parametrize("target", ["club1", "ceod"])
+def test_office_cannot_change_the_shell_of_an_account_ceo_does_not_manage(cluster, ldap, connect, target):
+    dn = user_dn(cluster, target)
+    exists = ldap.search(dn, "(objectClass=*)", search_scope="BASE", attributes=["loginShell"])
+    before = entry(ldap, dn, "loginShell") if exists else None
+    try:
+        session = Raw(connect("phosphoric-acid", "ofstaff"))
+        session.hello()
+        _, reply = session.request("r1", "members", "set_shell", {"uid": target, "shell": "/bin/sh"})
+        assert session.finish()[1] == 0
+        assert reply["error"] == {"name": "NotPermitted", "exit": 3,
+                                  "message": f"{target} is not a member account ceo manages"}, reply
+        if exists:
+            assert entry(ldap, dn, "loginShell") == before
+        proc = ceo(cluster, "ofstaff", "members", "modify", target, "--login-shell", "/bin/sh")
+        refused(proc, 3, f"{target} is not a member account ceo manages")
+    finally:  # a broken check must not leave the club with another shell
+        if exists and entry(ldap, dn, "loginShell") != before:
+            assert ldap.modify(dn, {"loginShell": [("MODIFY_REPLACE", before["loginShell"])]}), ldap.result

@@ -189,6 +189,7 @@ def forwarding(ctx, uid):
 def set_shell(ctx, uid, shell):
     if shell not in acct.shells():
         raise BadInput(f"{shell} is not in /etc/shells on {ctx.host}; ask syscom to add it")
+    policy.managed_member_number(ctx, uid)  # a club's or a service's shell is not a member's
     entry = acct.user(ctx, uid)
     old = acct.first(entry, "loginShell")
     if old == shell:
@@ -252,13 +253,24 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
     conn = ctx.ldap(pipelined=True)
     rows = []
     for uid, add_, expire in zip(uids, adds, expires, strict=True):
+        if not add_ and expire < 0:  # nothing to do: never sent (and every row is answered below)
+            rows.append((uid, [], False, None))
+            continue
         # The unlock is atomic with the lapsed reason: any other lock makes LDAP refuse the row.
         unlock = {"shadowExpire": [], "lockReason": [policy.LAPSED]} if expire >= 0 else None
         change = directory.changes(add={attr: add_.split()} if add_ else None, delete=unlock)
-        rows.append((uid, add_.split(), expire >= 0, conn.modify(acct.dn(ctx, uid), change)))
+        try:
+            sent = conn.modify(acct.dn(ctx, uid), change)
+        except CeoError as exc:  # refused before it left: the rows already in flight are still answered
+            sent = exc
+        rows.append((uid, add_.split(), expire >= 0, sent))
     outcomes, broken = [], None
     for i, (uid, new, unlock, msgid) in enumerate(rows):
         row = {"uid": uid, "term": new, "clubrep": clubrep}
+        if msgid is None or isinstance(msgid, CeoError):
+            status, message = ("unchanged", "nothing to do") if msgid is None else ("failed", msgid.message)
+            _row_done(ctx, i, row, unlock, status, message, outcomes)
+            continue
         try:
             result = conn.response(msgid) if not broken else {"result": -1, "description": broken}
             code = result["result"]
@@ -283,12 +295,17 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
             status, message = "failed", f"{uid} is not a member (a club or system account)"
         else:
             status, message = "failed", f"LDAP: {result.get('description')}"
-        if status != "unchanged":
-            ctx.audit({**row, "unlock": unlock}, status if status == "failed" else "done",
-                      message if status == "failed" else None)
-        ctx.emit({"row": i, "status": status, "message": message})
-        outcomes.append({"uid": uid, "status": status, "message": message})
+        _row_done(ctx, i, row, unlock, status, message, outcomes)
     return {"rows": outcomes}
+
+
+def _row_done(ctx, i, row, unlock, status, message, outcomes):
+    """One row's event and, if it did or tried something, its audit record."""
+    if status != "unchanged":
+        ctx.audit({**row, "unlock": unlock}, status if status == "failed" else "done",
+                  message if status == "failed" else None)
+    ctx.emit({"row": i, "status": status, "message": message})
+    outcomes.append({"uid": row["uid"], "status": status, "message": message})
 
 
 class _AlreadyDone(Exception):
