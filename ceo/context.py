@@ -67,13 +67,9 @@ def undo_all(done: list, on_undone, on_failed, explain=None) -> list[str]:
 def _internal(exc: Exception) -> str:
     """An unexpected exception in a helper's step: its text (which may hold anything, a secret
     too) and traceback go to the helper's log; the client and the audit record get only this."""
-    import syslog
     import traceback
-    try:
-        for line in "".join(traceback.format_exception(exc)).splitlines():
-            syslog.syslog(syslog.LOG_ERR, line)
-    except OSError:
-        pass
+    from .hostlog import log
+    log("".join(traceback.format_exception(exc)))
     return f"internal error, {type(exc).__name__} (details in the helper's log)"
 
 

@@ -21,6 +21,7 @@ from . import __version__, policy
 from .config import Config, DEFAULT_CONFIG, DEFAULT_HELPER_CONFIG, DEFAULT_INVENTORY, UnsafeConfig
 from .context import Context
 from .errors import BadInput, BadRequest, CeoError, LimitReached, NotPermitted, PartlyDone, VersionMismatch
+from .hostlog import log
 from .protocol import PROTOCOL, decode, encode, negotiate, read_line
 
 # A session's bounds, each settable in ceo.ini's [helper] section (the helper reads only its own).
@@ -404,16 +405,6 @@ def _range(r) -> str:
         return f"{int(r[0])}-{int(r[1])}"
     except (TypeError, ValueError, IndexError, KeyError):
         return "(none given)"
-
-
-def log(text: str):
-    """The helper's own log: syslog (stderr would reach the client)."""
-    import syslog
-    try:
-        for line in text.splitlines():
-            syslog.syslog(syslog.LOG_ERR, line)
-    except OSError:
-        pass
 
 
 def main(argv=None) -> int:

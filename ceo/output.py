@@ -46,7 +46,7 @@ class Output:
                 host = f" [dim]({where})[/]" if self.verbose else ""
                 self.console.print(f"{mark} {safe(event.get('message', event['step']))}{host}")
         elif "progress" in event and self.verbose and not self.as_json:
-            self.err_console.print(f"[dim]{_escape(event['progress'])}[/]")
+            self.err_console.print(f"[dim]{safe(event['progress'])}[/]")
 
     def result(self, verb, result, check: bool = False):
         if self.as_json:
@@ -82,7 +82,7 @@ class Output:
         for c in columns:
             table.add_column(c)
         for row in rows:
-            table.add_row(*[_escape(str(v)) for v in row])
+            table.add_row(*[safe(str(v)) for v in row])
         self.console.print(table)
 
 
@@ -92,15 +92,15 @@ def format_value(value, indent: int = 0) -> str:
         lines = []
         for k, v in value.items():
             if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{_escape(str(k))}:")
+                lines.append(f"{pad}{safe(str(k))}:")
                 lines.append(format_value(v, indent + 1))
             else:
-                lines.append(f"{pad}{_escape(str(k))}: {_escape(_scalar(v))}")
+                lines.append(f"{pad}{safe(str(k))}: {safe(_scalar(v))}")
         return "\n".join(lines)
     if isinstance(value, list):
-        return "\n".join(f"{pad}- {_escape(_scalar(v)) if not isinstance(v, (dict, list)) else format_value(v, indent + 1).lstrip()}"
+        return "\n".join(f"{pad}- {safe(_scalar(v)) if not isinstance(v, (dict, list)) else format_value(v, indent + 1).lstrip()}"
                          for v in value)
-    return pad + _escape(_scalar(value))
+    return pad + safe(_scalar(value))
 
 
 def _scalar(v) -> str:
@@ -130,5 +130,3 @@ def safe(text) -> str:
     renderer prints."""
     return plain(text).replace("[", "\\[")
 
-
-_escape = safe

@@ -200,14 +200,19 @@ def test_a_club_rep_gets_nonmember_terms_and_no_welcome(cluster, ldap, cleanup):
     assert len(messages_to(cluster, "ceo@csclub.internal", f"New Club Rep: {uid}")) == 1
 
 
+def add_while_stopped(cluster, service: str, *args):
+    """`ceo members add ARGS` as office while one sandbox service is stopped (started again after)."""
+    control.service("stop", service)
+    try:
+        return ceo(cluster, "ofstaff", "add", *args)
+    finally:
+        control.service("start", service)
+
+
 def test_kadmind_down_leaves_nothing_behind(cluster, ldap, cleanup):
     uid = uid_()
     cleanup.append(uid)  # only if the test fails: then a half account would be left
-    control.service("stop", "kadmind")
-    try:
-        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Half Account")
-    finally:
-        control.service("start", "kadmind")
+    proc = add_while_stopped(cluster, "kadmind", uid, "--cn", "Half Account")
     assert proc.returncode == 1
     assert "kadmind" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert f"undid: added LDAP user {uid}" in proc.stdout and f"undid: added personal group {uid}" in proc.stdout
@@ -222,11 +227,7 @@ def test_kadmind_down_leaves_nothing_behind(cluster, ldap, cleanup):
 def test_mailman_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
     uid = uid_()
     cleanup.append(uid)
-    control.service("stop", "mailman")
-    try:
-        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Quiet Member", "--json")
-    finally:
-        control.service("start", "mailman")
+    proc = add_while_stopped(cluster, "mailman", uid, "--cn", "Quiet Member", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert any("csc-general" in w and "Mailman" in w for w in doc["result"]["warnings"])
@@ -238,11 +239,7 @@ def test_mailman_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
 def test_smtp_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
     uid = uid_()
     cleanup.append(uid)
-    control.service("stop", "smtp-sink")
-    try:
-        proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Unwelcomed Member", "--json")
-    finally:
-        control.service("start", "smtp-sink")
+    proc = add_while_stopped(cluster, "smtp-sink", uid, "--cn", "Unwelcomed Member", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     warned = {s["step"] for s in doc["steps"] if s["status"] == "warning"}

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import rawhelper
+from rootldap import RootLDAP
 
 from ceo import terms as T
 
@@ -68,48 +69,23 @@ def fresh_uid() -> str:
     return f"m{uuid.uuid4().hex[:8]}"
 
 
-def ldap_connection(cluster):
-    import ldap3
-    server = ldap3.Server("ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F"),
-                          get_info=ldap3.NONE)
-    return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
-                            sasl_credentials="", auto_bind=True)
-
-
-class Directory:
-    """Root's view of LDAP: entries as {attr: [str values]} (values as stored, duplicates kept).
-    A connection per operation, closed after it."""
+class Directory(RootLDAP):
+    """Root's view of LDAP: entries as {attr: [str values]} (values as stored, duplicates kept)."""
 
     def __init__(self, cluster):
+        super().__init__(cluster)
         self.cluster = cluster
         self.people = f"ou=People,{cluster.base_dn}"
         self.groups = f"ou=Group,{cluster.base_dn}"
 
-    def _do(self, fn):
-        conn = ldap_connection(self.cluster)
-        try:
-            return fn(conn)
-        finally:
-            conn.unbind()
-
     def dn(self, uid):
         return f"uid={uid},{self.people}"
 
-    def _read(self, dn):
-        import ldap3
-
-        def read(conn):
-            conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["*"])
-            if not conn.response:
-                return None
-            return {k: [v.decode() for v in vs] for k, vs in conn.response[0]["raw_attributes"].items()}
-        return self._do(read)
-
     def user(self, uid):
-        return self._read(self.dn(uid))
+        return self.read(self.dn(uid))
 
     def group(self, cn):
-        return self._read(f"cn={cn},{self.groups}")
+        return self.read(f"cn={cn},{self.groups}")
 
     def groups_of(self, uid):
         from ldap3.utils.conv import escape_filter_chars

@@ -18,6 +18,7 @@ from pathlib import Path
 import ldap3
 import pytest
 import rawhelper
+from rootldap import RootLDAP
 from ldap3.utils.conv import escape_filter_chars
 
 from sandbox import control
@@ -45,28 +46,7 @@ def one_line_error(proc, code):
     return lines[0]
 
 
-class Directory:
-    """Root's view of LDAP, a connection per operation (another file restarts slapd)."""
-
-    def __init__(self, cluster):
-        self.uri = "ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")
-
-    def _do(self, fn):
-        conn = ldap3.Connection(ldap3.Server(self.uri, get_info=ldap3.NONE), authentication=ldap3.SASL,
-                                sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="", auto_bind=True)
-        try:
-            return fn(conn)
-        finally:
-            conn.unbind()
-
-    def read(self, dn):
-        def read(conn):
-            conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["*"])
-            if not conn.response:
-                return None
-            return {k: [v.decode() for v in vs] for k, vs in conn.response[0]["raw_attributes"].items()}
-        return self._do(read)
-
+class Directory(RootLDAP):
     def dns(self, base, flt) -> set[str]:
         def search(conn):
             conn.search(base, flt, attributes=["1.1"])

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import time
 
-from ceo.errors import BadInput, NotFound, ServiceUnavailable
 from ceo import policy
+from ceo.errors import BadInput, NotFound, ServiceUnavailable
 from ceo.services import directory, homes
+
 
 def terms_choice(count, explicit):
     if count and explicit:
