@@ -1,0 +1,3 @@
+"""Club accounts: add and delete, and the steps behind them."""
+
+from . import plugin  # noqa: F401

@@ -1,0 +1,3 @@
+"""Group membership: get, list, addmember, removemember, and what a group ties."""
+
+from . import plugin  # noqa: F401
