@@ -182,6 +182,21 @@ def test_groups_and_sudo_rules_resolve_from_ldap(cluster):
     assert "(ALL : ALL) ALL" not in regular and "ceo-helper" in regular
 
 
+def login_as(uid: str, *argv) -> list[str]:
+    """argv run as uid's own process: its uid, primary group and groups from NSS."""
+    pw = pwd.getpwnam(uid)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", *argv]
+
+
+def test_sudo_applies_sudo_rules_from_ldap_through_sssd(cluster):
+    # The seeded rule cn=%club1 (ou=SUDOers) is in no file: sudo has it from sssd.
+    assert "(club1) NOPASSWD: ALL" in cluster.run(["sudo", "-l", "-U", "regular2"]).stdout
+    member = cluster.run(login_as("regular2", "sudo", "-n", "-u", "club1", "id", "-un"))
+    assert (member.returncode, member.stdout.strip()) == (0, "club1"), member.stderr
+    other = cluster.run(login_as("regular1", "sudo", "-n", "-u", "club1", "id", "-un"))
+    assert other.returncode == 1 and "a password is required" in other.stderr, other
+
+
 # --- LDAP -----------------------------------------------------------------------------------
 
 def test_ldap_gssapi_bind_sees_seed_data(cluster, as_user):
