@@ -49,8 +49,8 @@ class Engine:
     def info(self, config, name: str, password: str) -> str:
         host, port = self.address(config)
         return (f"# The {self.label} database of {name}, made by ceo. Keep this file to yourself (mode 0600).\n"
-                f"host: {host}\nport: {port}\ndatabase: {name}\nuser: {name}\npassword: {password}\n\n"
-                f"Connect with: {self.client.format(host=host, port=port, name=name)}\n")
+                f"# Connect with: {self.client.format(host=host, port=port, name=name)}\n"
+                f"host: {host}\nport: {port}\ndatabase: {name}\nuser: {name}\npassword: {password}\n")
 
 
 def declare(plugin, engine: Engine):
@@ -156,6 +156,8 @@ def declare(plugin, engine: Engine):
             raise BadInput(f"{noun}.write_info: missing parameter 'password'")
         home, number = account_home(ctx, name)
         path = os.path.join(home, info_file)
+        if os.path.isdir(path) and not os.path.islink(path):  # before any step: the account's mistake
+            raise BadInput(f"{path} is a directory; move it away first")
         if os.path.lexists(path):
             ctx.step("keep-old", lambda: homes.keep_old(home, info_file), lambda: homes.put_back_old(home, info_file),
                      describe=f"{'keep' if ctx.check else 'kept'} the older {path} as {info_file}.old")
