@@ -381,6 +381,26 @@ def test_delete_leaves_no_database_user_or_file(cluster, noun):
     assert catalogues() == empty
 
 
+def test_delete_refuses_a_role_others_granted_something_and_drops_nothing(cluster):
+    """DROP ROLE fails while another database grants the role something: found before anything
+    is dropped, so the database is not gone with the role left behind."""
+    ok(ceo(cluster, "regular1", "postgresql", "create", "--json"))
+    ok(ceo(cluster, "regular2", "postgresql", "create", "--json"))
+    conn = login("postgresql", info_file("postgresql", "regular2"))
+    use_it("postgresql", conn)
+    with conn.cursor() as cur:
+        cur.execute('GRANT SELECT ON notes TO "regular1"')
+    before, text = catalogues(), open(f"/users/regular1/{FILE['postgresql']}").read()
+    line = one_line_error(ceo(cluster, "regular1", "postgresql", "delete", "regular1", "--yes"), 2)
+    assert "still holds privileges or objects in other databases" in line
+    assert catalogues() == before and open(f"/users/regular1/{FILE['postgresql']}").read() == text
+    with conn.cursor() as cur:
+        cur.execute('REVOKE SELECT ON notes FROM "regular1"')
+    conn.close()
+    ok(ceo(cluster, "regular1", "postgresql", "delete", "regular1", "--yes", "--json"))
+    assert exists("postgresql", "regular1") == {"database": False, "user": False}
+
+
 # --- check mode -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("noun", NOUNS)
