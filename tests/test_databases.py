@@ -105,7 +105,8 @@ def hand_made(noun, name):
 def purge(*names):
     """No database, user or info file for `names`, whatever a test (or a broken verb) left."""
     with closing(pg_admin()) as pg:
-        for (name,) in rows(pg, "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [list(names)]):
+        for (name,) in rows(pg, "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+                                "WHERE datname = ANY(%s) OR rolname = ANY(%s)", [list(names)] * 2):
             pg.cursor().execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
         for (name,) in rows(pg, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [list(names)]):
             pg.cursor().execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(name)))
@@ -241,9 +242,9 @@ def planted(cluster):
 
 @pytest.fixture(autouse=True)
 def clean(cluster, planted):
-    purge(*USED)
+    purge(*USED, "another")  # what a member's CREATE DATABASE or ROLE would make, if it worked
     yield
-    purge(*USED)
+    purge(*USED, "another")
 
 
 # --- create: a database only its account can use ------------------------------------------------
