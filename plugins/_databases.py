@@ -87,7 +87,8 @@ def declare(plugin, engine: Engine):
         """The info file, then what the caller is shown (the password only here, once)."""
         info = run.step(f"{noun}.write_info", {"name": name, "password": made.get("password")}, role="homes",
                         describe=f"{name}'s {info_file}")
-        return {**{k: info.get(k) for k in ("host", "port", "database", "user", "file")}, "password": made.get("password")}
+        shown = {k: info.get(k) for k in ("host", "port", "database", "user", "file")}
+        return {**shown, "password": made.get("password")}
 
     @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file", check=True,
                       confirm=f"Drop the {label} database {{name}}, all its tables, and its user?", params=[Named])
@@ -104,7 +105,7 @@ def declare(plugin, engine: Engine):
         for column in ("database", "owner", "size"):
             table.add_column(column)
         for r in rows:
-            table.add_row(r["database"], r["owner"], _size(r["bytes"]))
+            table.add_row(safe(r["database"]), safe(r["owner"]), _size(r["bytes"]))
         console.print(table)
         console.print(f"{len(rows)} databases")
 

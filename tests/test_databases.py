@@ -511,16 +511,16 @@ def test_a_personal_group_admits_no_one(cluster, ldap):
     """Whoever is in a member's personal group does not act for the member: only a club's group
     does (the `club-member` role alone would admit them)."""
     import ldap3
-    group = f"cn=regular2,ou=Group,{BASE}"
-    ldap._do(lambda c: c.modify(group, {"uniqueMember": [(ldap3.MODIFY_ADD, [f"uid=ofstaff,ou=People,{BASE}"])]}))
+    group, ofstaff = f"cn=regular2,ou=Group,{BASE}", f"uid=ofstaff,ou=People,{BASE}"
+    ldap._do(lambda c: c.modify(group, {"uniqueMember": [(ldap3.MODIFY_ADD, [ofstaff])]}))
     try:
         before = catalogues()
         for noun in NOUNS:
             one_line_error(ceo(cluster, "ofstaff", noun, "create", "regular2"), 3)
         assert catalogues() == before
     finally:
-        ldap._do(lambda c: c.modify(group, {"uniqueMember": [(ldap3.MODIFY_DELETE, [f"uid=ofstaff,ou=People,{BASE}"])]}))
-    assert f"uid=ofstaff,ou=People,{BASE}" not in (ldap.read(group) or {}).get("uniqueMember", [])
+        ldap._do(lambda c: c.modify(group, {"uniqueMember": [(ldap3.MODIFY_DELETE, [ofstaff])]}))
+    assert ofstaff not in (ldap.read(group) or {}).get("uniqueMember", [])
 
 
 def test_only_member_and_club_accounts_get_databases(cluster):
@@ -546,12 +546,16 @@ def test_a_member_cannot_write_another_members_info_file(cluster, connect):
 
 @pytest.mark.parametrize("noun", NOUNS)
 def test_a_missing_home_leaves_no_database_or_user(cluster, noun):
-    before = catalogues()
+    before, start = catalogues(), audit_size(cluster)
     proc = ceo(cluster, "ctdalek", noun, "create", "dbnohome")
     line = one_line_error(proc, 2)
     assert "has no home directory /users/dbnohome" in line
     assert "undid:" in proc.stdout  # the database step ran, and was undone
     assert catalogues() == before
+    records = [r for r in audit_since(cluster, start) if r["plugin"] == noun]
+    assert [(r["verb"], r["outcome"]) for r in records] == [("make", "done"), ("write_info", "refused"),
+                                                            ("make", "undone")]
+    assert records[1]["args"]["password"] == "***"  # sent to the homes host, recorded as ***
 
 
 @pytest.mark.parametrize("noun", NOUNS)
