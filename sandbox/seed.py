@@ -146,9 +146,15 @@ open_lists = csc-general
 
 [postgresql]
 socket_dir = /run/postgresql
+# What members connect to: written into ~/ceo-postgresql-info by `ceo postgresql create`.
+host = {fqdn('coffee')}
+port = 5432
 
 [mariadb]
 socket = /run/mysqld/mysqld.sock
+# What members connect to: written into ~/ceo-mysql-info by `ceo mysql create`.
+host = {fqdn('coffee')}
+port = 3306
 
 [smtp]
 host = {fqdn('mail')}

@@ -85,3 +85,38 @@ def write_file(directory: str, name: str, text: str | None, number: int, mode: i
             os.close(fd)
         os.unlink(tmp)
         raise
+
+
+# --- files ceo keeps for an account: the database info files -----------------------------------
+
+def account_home(base: str, home: str | None, number: int, who: str) -> str:
+    """The home directory LDAP names for an account, if it sits directly in `base` (no deeper:
+    an account owning a directory on the way could swap a link in) and is a real directory
+    owned by the account."""
+    if not home or os.path.dirname(os.path.normpath(home)) != os.path.normpath(base) \
+            or os.path.basename(os.path.normpath(home)) in ("", ".", ".."):
+        raise BadInput(f"{who}'s home directory {home!r} is not in {base}; ask syscom to look at it")
+    return owned_dir(os.path.normpath(home), number, who)
+
+
+def keep_old(directory: str, name: str) -> bool:
+    """Rename directory/name to name.old (an older .old is replaced): renamed, never read or
+    followed, so a link there is moved as a link. False if there was none."""
+    path = os.path.join(directory, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInput(f"{path} is a directory; move it away first")
+    try:
+        os.replace(path, path + ".old")
+    except OSError as exc:
+        raise BadInput(f"cannot keep {path} as {path}.old: {exc.strerror}") from None
+    return True
+
+
+def put_back_old(directory: str, name: str):
+    """Undo keep_old: name.old becomes name again."""
+    path = os.path.join(directory, name)
+    os.replace(path + ".old", path)
