@@ -139,6 +139,12 @@ base = {BASE_DN}
 base = {HOMES}
 skeleton = {HOMES}/skel
 
+[clubs]
+# Club accounts (`ceo groups add`): their uid numbers, and the shell members get with sudo -iu.
+uid_min = 30001
+uid_max = 39999
+shell = /bin/bash
+
 [mailman]
 url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
 lists = {' '.join(LISTS)}
