@@ -26,7 +26,7 @@ from pathlib import Path
 from . import seed
 from .topology import (BASE_DN, DOMAIN, HELPER, HOMES, HOSTS, KDC_ADDR, LDAP_ADDR, LISTS,
                        MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT, MAILMAN_USER, MAILMAN_VENV,
-                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, STATE, fqdn, password, seed_people)
+                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, fqdn, password, seed_people)
 
 FILES = Path(__file__).resolve().parent / "files"
 LDAPI = STATE / "ldap" / "ldapi"
@@ -140,6 +140,7 @@ PROBES = {
     "kadmind": probe_kadmind,
     "slapd": probe_ldap,
     "nslcd": probe_nslcd,
+    "sssd": lambda: Path("/var/lib/sss/pipes/sudo").exists(),
     "postgresql": probe_postgres,
     "mariadb": probe_mariadb,
     "mailman": probe_mailman,
@@ -213,6 +214,16 @@ class Supervisor:
         run(["mount", "-t", "overlay", "ceo-sandbox-etc", "-o",
              f"lowerdir=/etc,upperdir={upper},workdir={work}", "/etc"])
         run(["mount", "-t", "tmpfs", "-o", "mode=0755", "ceo-sandbox-run", "/run"])
+        # sssd (for sudo rules in LDAP) comes unpacked, not installed: its packages would add
+        # itself to the machine's nsswitch.conf and PAM. Here its files lie over /usr, and
+        # /var/lib is written to the state dir, as /etc is.
+        if SSSD_ROOT.is_dir():
+            run(["mount", "-t", "overlay", "ceo-sandbox-usr", "-o", f"lowerdir={SSSD_ROOT / 'usr'}:/usr", "/usr"])
+        varlib, varlib_work = STATE / "var-lib", STATE / ".var-lib-work"
+        for d in (varlib, varlib_work):
+            d.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "overlay", "ceo-sandbox-var-lib", "-o",
+             f"lowerdir=/var/lib,upperdir={varlib},workdir={varlib_work}", "/var/lib"])
         run(["mount", "--bind", STATE / "users", HOMES])
         if NETNS:
             run(["ip", "link", "set", "lo", "up"])
@@ -283,8 +294,23 @@ class Supervisor:
         self.daemon("slapd", ["/usr/sbin/slapd", "-d", "0", "-F", ldap / "slapd.d",
                               "-h", f"ldap://{LDAP_ADDR}:389/ {ldapi_uri()}"], ldap / "slapd.log", env)
         self.daemon("nslcd", ["/usr/sbin/nslcd", "-n"], ldap / "nslcd.log")
+        self.sssd()
         seed.homes()
         self.mark("homes")
+
+    def sssd(self):
+        """sssd's LDAP sudo provider: sudo (`sudoers: files sss`) applies the sudoRole entries
+        ceo writes. Users and groups still come from nslcd; sssd looks them up itself."""
+        if not SSSD_ROOT.is_dir():
+            raise ServiceFailed("sssd", f"not unpacked in {SSSD_ROOT}: run sandbox/setup.sh")
+        d = STATE / "sssd"
+        d.mkdir(parents=True, exist_ok=True)
+        for sub in ("db", "pipes/private", "mc", "pubconf", "gpo_cache"):
+            Path("/var/lib/sss", sub).mkdir(parents=True, exist_ok=True)
+        Path("/etc/sssd/conf.d").mkdir(parents=True, exist_ok=True)
+        cfg = render("sssd.conf", d / "sssd.conf", LDAP=LDAP_ADDR, BASE=BASE_DN)
+        cfg.chmod(0o600)  # sssd refuses a config anyone else can read
+        self.daemon("sssd", ["/usr/sbin/sssd", "-i", "--logger=stderr", "-c", cfg], d / "sssd.log")
 
     def sshd(self, host: str):
         h = STATE / "hosts" / host

@@ -12,7 +12,10 @@ fi
 
 pkgs=(krb5-kdc krb5-admin-server krb5-user slapd ldap-utils libsasl2-modules-gssapi-mit
       openssh-server openssh-client mariadb-server postgresql libkrb5-dev sudo
-      nslcd libnss-ldapd util-linux procps iproute2)
+      nslcd libnss-ldapd util-linux procps iproute2 acl
+      # the libraries sssd needs (plain libraries: they configure nothing)
+      libc-ares2 libdhash1 libini-config5 libldb2 libnfsidmap1 libref-array1 libsss-certmap0
+      libsss-idmap0 libsss-nss-idmap0 libtalloc2 libtdb1 libtevent0 libnl-3-200 libnl-route-3-200)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -24,6 +27,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo 'libnss-ldapd libnss-ldapd/nsswitch multiselect' | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# sssd itself is unpacked, not installed: its packages would add it to the machine's
+# nsswitch.conf and PAM. The sandbox lays .sssd/usr over /usr in its own namespace.
+if [ ! -x .sssd/usr/sbin/sssd ]; then
+    debs=$(mktemp -d)
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root \
+        sssd-common sssd-ldap sssd-krb5-common libsss-sudo)
+    rm -rf .sssd.new && mkdir .sssd.new
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" .sssd.new; done
+    rm -rf "$debs" .sssd && mv .sssd.new .sssd
 fi
 
 py=${PYTHON:-python3}

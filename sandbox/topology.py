@@ -15,6 +15,9 @@ STATE = Path(os.environ.get("CEO_SANDBOX_STATE", REPO / ".sandbox"))
 VENV = Path(os.environ.get("CEO_SANDBOX_VENV", REPO / ".venv"))
 MAILMAN_VENV = Path(os.environ.get("CEO_SANDBOX_MAILMAN_VENV", REPO / ".venv-mailman"))
 HELPER = VENV / "bin" / "ceo-helper"
+# sssd, unpacked from Debian's packages by sandbox/setup.sh (installing them would edit the
+# machine's nsswitch.conf and PAM); the sandbox lays it over /usr in its own namespace.
+SSSD_ROOT = Path(os.environ.get("CEO_SANDBOX_SSSD", REPO / ".sssd"))
 # Daemons that run as their own users (postgres, mysql) keep their data here: STATE's
 # subdirectories bind-mounted onto the namespace's private /run, so they are reachable even
 # when the checkout sits in a folder only root can enter (mode 0700 /root, `mktemp -d`).

@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from sandbox import control
+from sandbox.cluster import PROBES
 from sandbox.topology import REPO
 
 
@@ -57,7 +58,7 @@ def test_up_twice_then_down_leaves_nothing_from_a_root_only_folder(sandbox_ctl):
         pid, namespaces = supervisor_namespaces(ctl)
         assert ctl("up").stdout.strip() == f"sandbox already up (supervisor pid {pid})"
         status = ctl("status")
-        assert "FAIL" not in status.stdout and status.stdout.count("ok  ") == 11
+        assert "FAIL" not in status.stdout and status.stdout.count("ok  ") == len(PROBES)
         # postgres and mysql reached their data through the 0700 parent: the servers answer
         # as their own users, and the data folders on disk are theirs.
         assert "\nok\n" in "\n" + ctl.probe(

@@ -9,12 +9,15 @@ import pwd
 import re
 import smtplib
 import socket
+import time
 import uuid
 from email.message import EmailMessage
 
 import gssapi
 import paramiko
 import pytest
+
+from sandbox import topology
 
 HOSTS = ["phosphoric-acid", "coffee", "mail"]
 SSH = ["ssh", "-F", "/dev/null", "-o", "GSSAPIAuthentication=yes", "-o", "BatchMode=yes",
@@ -180,6 +183,44 @@ def test_groups_and_sudo_rules_resolve_from_ldap(cluster):
     assert "(ALL : ALL) ALL" in cluster.run(["sudo", "-l", "-U", "ctdalek"]).stdout
     regular = cluster.run(["sudo", "-l", "-U", "regular1"]).stdout
     assert "(ALL : ALL) ALL" not in regular and "ceo-helper" in regular
+
+
+def login_as(uid: str, *argv) -> list[str]:
+    """argv run as uid's own process: its uid, primary group and groups from NSS."""
+    pw = pwd.getpwnam(uid)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", *argv]
+
+
+def test_sudo_applies_sudo_rules_from_ldap_through_sssd(cluster):
+    # The seeded rule cn=%club1 (ou=SUDOers) is in no file: sudo has it from sssd.
+    assert "(club1) NOPASSWD: ALL" in cluster.run(["sudo", "-l", "-U", "regular2"]).stdout
+    member = cluster.run(login_as("regular2", "sudo", "-n", "-u", "club1", "id", "-un"))
+    assert (member.returncode, member.stdout.strip()) == (0, "club1"), member.stderr
+    other = cluster.run(login_as("regular1", "sudo", "-n", "-u", "club1", "id", "-un"))
+    assert other.returncode == 1 and "a password is required" in other.stderr, other
+
+
+def test_a_sudo_rule_in_ldap_does_not_take_the_helper_away(cluster):
+    # sudo's last matching rule wins: an LDAP rule that asks regular1 for a password for
+    # everything must not override the file rule that runs the helper without one
+    # (`sudoers: sss files`: the files come last).
+    ldapi = ["-Q", "-Y", "EXTERNAL", "-H", "ldapi://" + str(cluster.state / "ldap" / "ldapi").replace("/", "%2F")]
+    dn = "cn=password-for-everything,ou=SUDOers," + cluster.base_dn
+    rule = (f"dn: {dn}\nobjectClass: sudoRole\ncn: password-for-everything\nsudoUser: regular1\n"
+            "sudoHost: ALL\nsudoCommand: ALL\nsudoRunAsUser: ALL\n")
+    assert cluster.run(["ldapadd", *ldapi], input=rule).returncode == 0
+    try:
+        for _ in range(50):  # sssd sees a new rule within about a second
+            if "password-for-everything" in cluster.run(["sudo", "-l", "-U", "regular1", "-ll"]).stdout:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("sssd never served the new rule")
+        # Run, not `sudo -l`: -l reports the command allowed whichever rule wins.
+        ran = cluster.run(login_as("regular1", "sudo", "-n", str(topology.HELPER)), input="")
+        assert ran.returncode == 0 and "password" not in ran.stderr, ran
+    finally:
+        cluster.run(["ldapdelete", *ldapi, dn])
 
 
 # --- LDAP -----------------------------------------------------------------------------------
