@@ -59,6 +59,18 @@ def as_user(uid, *argv):
                           capture_output=True, text=True, timeout=30)
 
 
+def until(attempt, patience=30.0):
+    """attempt() again until it exits 0 (a cache catching up), at most `patience` seconds: its
+    last result either way. A deadline against a hang, not a claim about speed."""
+    import time
+    deadline = time.monotonic() + patience
+    while True:
+        result = attempt()
+        if result.returncode == 0 or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
 def getfacl(path) -> set[str]:
     proc = subprocess.run(["getfacl", "-p", "-E", "--omit-header", path], capture_output=True, text=True, check=True)
     return {line for line in proc.stdout.splitlines() if line}
@@ -148,6 +160,25 @@ def test_what_one_club_member_writes_another_can_change_and_a_non_member_cannot(
     refused = as_user("regular1", "sh", "-c", f"echo five > /users/{name}/www/new.txt")
     assert refused.returncode != 0 and not os.path.exists(f"/users/{name}/www/new.txt")
     assert open(page).read() == "one\ntwo\n"
+
+
+def test_club_members_sudo_as_the_club_without_a_password_and_others_cannot(cluster, root, cleanup):
+    """sudo on the homes host applies the rule ceo wrote in LDAP (through sssd, `sudoers: sss`)."""
+    name, _ = add_club(cluster, cleanup)
+    add_members(root, name, "regular2")
+    # sssd learns of a new rule at its next smart refresh (`ldap_sudo_smart_refresh_interval`,
+    # a second in the sandbox): the first sudo after the add may not have it yet, so wait for it.
+    member = until(lambda: as_user("regular2", "sudo", "-n", "-u", name, "sh", "-c",
+                                   f"id -un; touch /users/{name}/www/by-sudo"))
+    assert (member.returncode, member.stdout.strip()) == (0, name), member.stderr
+    assert os.lstat(f"/users/{name}/www/by-sudo").st_uid == int(root.read(f"uid={name},{PEOPLE}")["uidNumber"][0])
+    for other in ("regular1", "clubrep1"):  # a member of another club (club1) is no member of this one
+        refused = as_user(other, "sudo", "-n", "-u", name, "id", "-un")
+        assert refused.returncode == 1 and "a password is required" in refused.stderr, refused
+    proc = ceo(cluster, "ctdalek", "delete", name, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    gone = as_user("regular2", "sudo", "-n", "-u", name, "id", "-un")
+    assert gone.returncode == 1 and name not in gone.stdout, gone
 
 
 def test_check_shows_the_steps_and_changes_nothing(cluster, root):
