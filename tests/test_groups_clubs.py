@@ -289,3 +289,22 @@ def test_a_club_is_not_deleted_as_a_member_nor_by_office(cluster, root):
     proc = ceo(cluster, "ofstaff", "delete", "club1", "--yes")
     assert proc.returncode == 3, proc.stderr
     assert snapshot(root) == before
+
+
+def test_a_club_class_outside_the_club_range_is_not_a_club_ceo_manages(cluster, root):
+    """The class alone does not make a club: an entry of class `club` numbered outside
+    [clubs] uid_min..uid_max (a service's, say) is not ceo's to delete."""
+    name = name_()
+    dn = f"uid={name},{PEOPLE}"
+    write(root, lambda c: c.add(dn, ["top", "account", "posixAccount", "club"],
+                                {"uid": name, "cn": "Outside", "uidNumber": 1234, "gidNumber": 1234,
+                                 "homeDirectory": "/nonexistent"}))
+    try:
+        before = snapshot(root)
+        proc = ceo(cluster, "ctdalek", "delete", name, "--yes")
+        assert proc.returncode == 2 and f"{name} is a system account, not a club account ceo manages" in proc.stderr, \
+            proc.stderr
+        assert snapshot(root) == before
+    finally:
+        if root.read(dn) is not None:
+            write(root, lambda c: c.delete(dn))
