@@ -160,6 +160,7 @@ def managed_number(ctx, uid: str, kind: str = "member") -> int:
 
 
 def managed_member_number(ctx, uid: str) -> int:
+    """managed_number for a member (the name its many callers know)."""
     return managed_number(ctx, uid, "member")
 
 

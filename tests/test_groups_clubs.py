@@ -261,6 +261,13 @@ def test_bad_names_get_one_line_and_change_nothing(cluster, root, bad, code, say
     assert snapshot(root) == before
 
 
+def test_a_description_with_a_newline_is_refused(cluster, root):
+    before = snapshot(root)
+    proc = ceo(cluster, "ctdalek", "add", name_(), "--description", "Club\ndn: cn=admin")
+    assert proc.returncode == 2 and "control character" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert snapshot(root) == before
+
+
 @pytest.mark.parametrize("who", ["ofstaff", "regular2", "clubrep1"])  # office, a club member, a club rep
 def test_only_syscom_adds_a_club(cluster, root, who):
     before = snapshot(root)
