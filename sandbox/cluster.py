@@ -192,7 +192,7 @@ class Supervisor:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_session(proc.pid)
                 proc.wait()
             proc._reported = True
 
@@ -436,11 +436,23 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
         for _, proc in procs:
+            kill_session(proc.pid)
+            proc.wait()
+
+
+def kill_session(sid: int):
+    """SIGKILL every process of a daemon's session: sssd's children each have a process group
+    of their own, and would outlive a killed monitor."""
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[3]) == sid:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.kill(int(entry), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            proc.wait()
 
 
 def tail(path: Path | None, lines: int = 30) -> str:

@@ -95,7 +95,7 @@ def down() -> float | None:
     pid = running_pid()
     if pid:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # its own stop takes at most ~10 s, more on a loaded machine
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         if _alive(pid):
