@@ -134,18 +134,34 @@ def refuse_referenced_name(ctx, uid: str):
         raise AlreadyExists(f"{uid} is still named by {', '.join(named)}; remove those references first")
 
 
-def managed_member_number(ctx, uid: str) -> int:
-    """The uid number of an account ceo manages (an LDAP member in the member range); ceo
-    changes no other account's principal, password or home: never root@, postgres@, ..."""
+# The kinds of account ceo manages: the objectClass that marks each, and the config section
+# whose uid_min/uid_max give its range of uid numbers.
+KINDS = {"member": ("member", "members", 20001, 29999), "club": ("club", "clubs", 30001, 39999)}
+
+
+def number_range(config, kind: str) -> tuple[int, int]:
+    _, section, low, high = KINDS[kind]
+    return int(config.get(section, "uid_min", str(low))), int(config.get(section, "uid_max", str(high)))
+
+
+def managed_number(ctx, uid: str, kind: str = "member") -> int:
+    """The uid number of an account of `kind` ceo manages (an LDAP entry of that class, its
+    number in that kind's range); ceo changes no other account's principal, password or
+    home: never root@, postgres@, ..., and a club's home is never taken for a member's."""
     from .services.directory import user_dn
-    entry = ctx.ldap().entries(user_dn(ctx.config, uid), "(&(objectClass=member)(objectClass=posixAccount))",
+    cls = KINDS[kind][0]
+    entry = ctx.ldap().entries(user_dn(ctx.config, uid), f"(&(objectClass={cls})(objectClass=posixAccount))",
                                ["uidNumber"], "BASE")
-    low = int(ctx.config.get("members", "uid_min", "20001"))
-    high = int(ctx.config.get("members", "uid_max", "29999"))
+    low, high = number_range(ctx.config, kind)
     number = int(entry[0]["uidNumber"][0]) if entry and entry[0].get("uidNumber") else None
     if number is None or not low <= number <= high:
-        raise NotPermitted(f"{uid} is not a member account ceo manages")
+        raise NotPermitted(f"{uid} is not a {kind} account ceo manages")
     return number
+
+
+def managed_member_number(ctx, uid: str) -> int:
+    """managed_number for a member (the name its many callers know)."""
+    return managed_number(ctx, uid, "member")
 
 
 # Why an account is locked (`lockReason` beside `shadowExpire`). A renewal lifts only the
@@ -162,6 +178,21 @@ def refuse_non_member(uid: str, entry: dict):
     """Terms belong to member entries only: a club or system account is not renewed."""
     if "member" not in {c.lower() for c in entry.get("objectClass", [])}:
         raise BadInput(f"{uid} is not a member (a club or system account): nothing to renew")
+
+
+# --- clubs ---------------------------------------------------------------------------------
+
+def is_club(ctx, name: str) -> bool:
+    """`name` is a club account ceo manages (class `club`, a number in the club range), so its
+    group is a club's group: its members may run commands as the club (the sudo rule)."""
+    import re
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+        return False  # no DN is built from anything else
+    try:
+        managed_number(ctx, name, "club")
+    except NotPermitted:
+        return False
+    return True
 
 
 # --- lists -----------------------------------------------------------------------------------

@@ -111,6 +111,12 @@ def homes():
         for path in [home, *home.rglob("*")]:
             os.chown(path, number, number, follow_symlinks=False)
         home.chmod(0o755)
+    # The club's home is shared by its group, as `groups add` makes it: setgid, default ACLs.
+    from ceo.services.homes import group_acl, set_acl
+    club = HOMES / SEED_CLUB[0]
+    for path in [club, *(p for p in club.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        path.chmod(path.stat().st_mode & 0o7777 | 0o2000)
+    set_acl(str(club), group_acl(SEED_CLUB[2]))
 
 
 def write_ceo_config(etc: Path):
@@ -138,6 +144,12 @@ base = {BASE_DN}
 [homes]
 base = {HOMES}
 skeleton = {HOMES}/skel
+
+[clubs]
+# Club accounts (`ceo groups add`): their uid numbers, and the shell members get with sudo -iu.
+uid_min = 30001
+uid_max = 39999
+shell = /bin/bash
 
 [mailman]
 url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1

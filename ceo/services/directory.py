@@ -199,6 +199,17 @@ def held_numbers(conn, config) -> set[int]:
     return held
 
 
+def sudo_rule_dn(config, name: str) -> str:
+    """A club's sudo rule: the members of group `name` may run commands as the account `name`."""
+    return f"cn=%{name},{sudoers_dn(config)}"
+
+
+def club_sudo_rule(name: str) -> dict:
+    """The attributes of that rule: as the club, on any host, any command, no password."""
+    return {"cn": f"%{name}", "sudoUser": f"%{name}", "sudoRunAsUser": name, "sudoHost": "ALL",
+            "sudoCommand": "ALL", "sudoOption": "!authenticate"}
+
+
 # --- writes: each raises a named error, naming what it was doing ------------------------------
 
 def changes(add=None, delete=None, replace=None) -> dict:

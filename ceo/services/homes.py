@@ -120,3 +120,54 @@ def put_back_old(directory: str, name: str):
     """Undo keep_old: name.old becomes name again."""
     path = os.path.join(directory, name)
     os.replace(path + ".old", path)
+
+# --- shared homes (clubs): POSIX ACLs ---------------------------------------------------------
+# Set with Debian's `setfacl` (argument list, never a shell), on a tree still inside a
+# root-only staging directory: nobody but root can reach it until it is renamed into place,
+# so no link swapped in can redirect an ACL or a chown. (pylibacl would need a compiler and
+# libacl headers on every host, and sets default ACLs by path just the same.)
+
+def group_acl(group_number: int) -> str:
+    """Every entry rw (directories rwx) for the group; each directory's default ACL hands the
+    same to what is created in it later, by any member of the group, whatever their umask."""
+    g = int(group_number)
+    return (f"u::rwX,g::rwX,g:{g}:rwX,m::rwX,o::rX,"
+            f"d:u::rwx,d:g::rwx,d:g:{g}:rwx,d:m::rwx,d:o::rx")
+
+
+def set_acl(path: str, spec: str):
+    """setfacl -R on path, never following a link (-P)."""
+    import subprocess
+    from ..errors import ServiceUnavailable
+    try:
+        proc = subprocess.run(["setfacl", "-R", "-P", "-m", spec, "--", path], capture_output=True, text=True,
+                              timeout=120)
+    except FileNotFoundError:
+        raise ServiceUnavailable("setfacl is not installed on this host (Debian's acl package)") from None
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ServiceUnavailable(f"setfacl failed on {path}: {why[:200]}")
+
+
+def copy_shared_skeleton(skel: str, path: str, number: int, dirs=("www",)):
+    """A home the group `number` shares with its owner `number`: the skeleton as copy_skeleton
+    makes it, the directories `dirs` made if the skeleton lacks them, every directory setgid
+    (new files keep the group) with the group ACL; all of it in a root-only staging directory,
+    then renamed into place."""
+    staging = tempfile.mkdtemp(prefix=".ceo-new-", dir=os.path.dirname(path))  # 0700, root
+    try:
+        new = os.path.join(staging, "home")
+        copy_skeleton(skel, new, number)
+        for name in dirs:
+            made = os.path.join(new, name)
+            if not os.path.lexists(made):
+                os.mkdir(made, 0o775)
+                os.lchown(made, number, number)
+            elif not stat.S_ISDIR(os.lstat(made).st_mode):
+                raise BadInput(f"the skeleton's {name} is not a directory; ask syscom to look at {skel}")
+        for root, _, _ in os.walk(new):  # real directories only: links are not followed
+            os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) | stat.S_ISGID)
+        set_acl(new, group_acl(number))
+        os.rename(new, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

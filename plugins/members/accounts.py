@@ -7,7 +7,7 @@ import os
 import time
 
 from ceo import policy
-from ceo.errors import BadInput, NotFound, ServiceUnavailable
+from ceo.errors import AlreadyExists, BadInput, NotFound, ServiceUnavailable
 from ceo.services import directory, homes
 
 
@@ -95,13 +95,12 @@ class number_lock:
         os.close(self.fd)  # releases the lock
 
 
-def free_number(ctx) -> int:
-    """The first number in the member range used by no account or group (LDAP or local), no
-    deleted account (tombstone) and no sudo rule."""
+def free_number(ctx, kind: str = "member") -> int:
+    """The first number in the range of `kind` (policy.KINDS) used by no account or group (LDAP
+    or local), no deleted account (tombstone) and no sudo rule."""
     import grp
     import pwd
-    low = int(ctx.config.get("members", "uid_min", "20001"))
-    high = int(ctx.config.get("members", "uid_max", "29999"))
+    low, high = policy.number_range(ctx.config, kind)
     used = set()
     base = ctx.config.get("ldap", "base")
     for e in search(ctx, "(|(objectClass=posixAccount)(objectClass=posixGroup))", ["uidNumber", "gidNumber"],
@@ -122,6 +121,39 @@ def free_number(ctx) -> int:
         except KeyError:
             return n
     raise ServiceUnavailable(f"no free uid number left in {low}-{high}")
+
+
+def refuse_taken_name(ctx, uid: str):
+    """A new account's name (member or club) is no account or group in LDAP, no system or
+    reserved name on this host, and nothing still names it (policy)."""
+    if search(ctx, f"(uid={esc(uid)})", ["uid"]) or search(ctx, f"(cn={esc(uid)})", ["cn"], base=groups(ctx)):
+        raise AlreadyExists(f"{uid} already exists")
+    policy.refuse_reserved_name(ctx, uid)
+    policy.refuse_referenced_name(ctx, uid)
+
+
+def add_account(ctx, uid: str, kind: str, classes, attrs: dict, group_attrs: dict, user_says, group_says) -> int:
+    """The LDAP user of `kind` and its group (classes `group` + `posixGroup`, the same number),
+    each a step undone by this helper; the number is allocated under the lock. In check mode,
+    says so and returns None. user_says(number), group_says: what the steps report."""
+    user_dn, group_dn = dn(ctx, uid), f"cn={uid},{groups(ctx)}"
+    if ctx.check:
+        ctx.step("ldap-user", None, describe=f"add {user_dn}: " + show_attrs(attrs)
+                 + ", uidNumber=gidNumber=(first free number)")
+        ctx.step("ldap-group", None, describe=f"add {group_dn} ({group_says})")
+        return None
+    conn = ctx.ldap()
+    with number_lock(ctx):
+        number = free_number(ctx, kind)
+        attrs = {**attrs, "uidNumber": number, "gidNumber": number}
+        ctx.step("ldap-user", lambda: directory.add(conn, user_dn, f"adding {user_dn}", classes, attrs),
+                 lambda: directory.delete(conn, user_dn, f"removing {user_dn}", gone_ok=True),
+                 describe=user_says(number))
+    ctx.step("ldap-group", lambda: directory.add(conn, group_dn, f"adding {group_dn}", ["top", "group", "posixGroup"],
+                                                 {"cn": uid, "gidNumber": number, **group_attrs}),
+             lambda: directory.delete(conn, group_dn, f"removing {group_dn}", gone_ok=True),
+             describe=f"added {group_says}")
+    return number
 
 
 def read_forward(path: str) -> str | None:

@@ -20,12 +20,7 @@ from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
              mutating=True, check=True, hidden=True, params=NEW_ACCOUNT)
 def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     acct.terms_choice(terms, term)
-    conn = ctx.ldap()
-    people, groups = acct.people(ctx), acct.groups(ctx)
-    if acct.search(ctx, f"(uid={uid})", ["uid"], base=people) or acct.search(ctx, f"(cn={uid})", ["cn"], base=groups):
-        raise AlreadyExists(f"{uid} already exists")
-    policy.refuse_reserved_name(ctx, uid)
-    policy.refuse_referenced_name(ctx, uid)
+    acct.refuse_taken_name(ctx, uid)
     new_terms = list(term) if term else T.interval(T.current(), terms or 1)
     home = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
     attrs = {"cn": cn, "uid": uid, "homeDirectory": home,
@@ -34,23 +29,10 @@ def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     for key, value in (("givenName", given_name), ("sn", sn), ("program", program)):
         if value:
             attrs[key] = value
-    classes = ["top", "account", "posixAccount", "shadowAccount", "member"]
-    if ctx.check:
-        ctx.step("ldap-user", None, describe=f"add uid={uid},{people}: " + acct.show_attrs(attrs)
-                 + ", uidNumber=gidNumber=(first free number)")
-        ctx.step("ldap-group", None, describe=f"add cn={uid},{groups} (personal group)")
-        return {"uid": uid, "uidNumber": None, "terms": new_terms}
-    with acct.number_lock(ctx):
-        number = acct.free_number(ctx)
-        attrs.update(uidNumber=number, gidNumber=number)
-        user_dn, group_dn = f"uid={uid},{people}", f"cn={uid},{groups}"
-        ctx.step("ldap-user", lambda: directory.add(conn, user_dn, f"adding {user_dn}", classes, attrs),
-                 lambda: directory.delete(conn, user_dn, f"removing {user_dn}", gone_ok=True), describe=f"added LDAP user {uid} (uid number {number}, "
-                 f"{'club rep ' if clubrep else ''}terms {' '.join(new_terms)})")
-    ctx.step("ldap-group", lambda: directory.add(conn, group_dn, f"adding {group_dn}", ["top", "group", "posixGroup"],
-                                                 {"cn": uid, "gidNumber": number}),
-             lambda: directory.delete(conn, group_dn, f"removing {group_dn}", gone_ok=True),
-             describe=f"added personal group {uid}")
+    number = acct.add_account(
+        ctx, uid, "member", ["top", "account", "posixAccount", "shadowAccount", "member"], attrs, {},
+        lambda n: f"added LDAP user {uid} (uid number {n}, {'club rep ' if clubrep else ''}terms {' '.join(new_terms)})",
+        f"personal group {uid}")
     return {"uid": uid, "uidNumber": number, "terms": new_terms}
 
 
@@ -346,9 +328,16 @@ def _renewed(new, unlocked, clubrep) -> str:
         (" and " if new and unlocked else "") + ("unlocked the account" if unlocked else "")
 
 
+# The kind of account a deletion step is for (policy.KINDS): each removes only an account of
+# that kind that ceo manages, so `members delete` never takes a club and `groups delete` never
+# takes a member.
+Kind = Str("kind", "member or club", choices=tuple(policy.KINDS), default="member")
+
+
 @plugin.verb("remove_home", "Step: archive or remove the home directory (syscom)", role="homes",
-             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True)])
-def remove_home(ctx, uid):
+             allow=("syscom",), mutating=True, check=True, hidden=True, params=[Uid("uid", positional=True), Kind])
+def remove_home(ctx, uid, kind):
+    policy.managed_number(ctx, uid, kind)
     base = ctx.config.get("homes", "base", "/users")
     path = os.path.join(base, uid)
     mode = ctx.config.get("homes", "on_delete", "archive")
@@ -385,16 +374,26 @@ def purge_home(ctx, path):
              "(syscom)", role="ldap", allow=("syscom",), mutating=True, check=True, hidden=True,
              params=[Uid("uid", positional=True),
                      Str("archived", "where remove_home archived the home", max_length=512,
-                         pattern=r"/[A-Za-z0-9/._-]{1,511}", describe="an absolute path")])
-def remove_ldap(ctx, uid, archived):
+                         pattern=r"/[A-Za-z0-9/._-]{1,511}", describe="an absolute path"), Kind])
+def remove_ldap(ctx, uid, archived, kind):
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
+    number = policy.managed_number(ctx, uid, kind)
     user = acct.user(ctx, uid, all_attrs=True)
-    number = int(user["uidNumber"][0])
+    if kind == "club":  # its own sudo rule goes whole; other rules that name it lose those values
+        rule_dn = directory.sudo_rule_dn(ctx.config, uid)
+        rule = acct.search(ctx, "(objectClass=sudoRole)", ["*"], base=rule_dn, scope="BASE")
+        if rule:
+            ctx.step("sudo-rule", lambda: directory.delete(conn, rule_dn, f"deleting {rule_dn}"),
+                     lambda: directory.add(conn, rule_dn, f"restoring {rule_dn}", attrs=acct.readd(rule[0])),
+                     describe=f"deleted sudo rule %{uid}")
     group_dn = f"cn={uid},{acct.groups(ctx)}"
     group = acct.search(ctx, "(objectClass=*)", ["*"], base=group_dn, scope="BASE")
     sudo = directory.sudoers_dn(ctx.config).lower()
     # Everything that names it, so that a later account of the same name or number inherits nothing.
+    own_rule = directory.sudo_rule_dn(ctx.config, uid).lower() if kind == "club" else None
     for ref_dn, attr, value in directory.references(conn, ctx.config, uid, number):
+        if ref_dn.lower() == own_rule:  # deleted whole above (still there in check mode)
+            continue
         name = ref_dn.split(",")[0].split("=", 1)[1]
         what = f"removed {value} from sudo rule {name} ({attr})" if ref_dn.lower().endswith(sudo) else \
             f"removed {uid} from {name}" + ("" if attr == "uniqueMember" else f" ({attr})")
