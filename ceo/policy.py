@@ -230,9 +230,9 @@ def list_owner(ctx, args):
 
 def database_account(ctx, name: str) -> dict:
     """{kind, number, home} of an account ceo may give a database (`ceo mysql`, `ceo postgresql`):
-    a member account in the member range, or a club account in the club range (`[clubs]
-    uid_min`, `uid_max`: 30001-39999). Never a system account (root, postgres, a service): its
-    database and user would carry the name of something else on the database host."""
+    a member or club account ceo manages (KINDS: its class, its number in that kind's range).
+    Never a system account (root, postgres, a service): its database and user would carry the
+    name of something else on the database host."""
     from .errors import NotFound
     from .services.directory import user_dn
     found = ctx.ldap().entries(user_dn(ctx.config, name), "(objectClass=posixAccount)",
@@ -240,27 +240,20 @@ def database_account(ctx, name: str) -> dict:
     if not found:
         raise NotFound(f"no member or club account {name!r}")
     entry = found[0]
-    kinds = {c.lower() for c in entry.get("objectClass", [])} & {"member", "club"}
-    kind = kinds.pop() if len(kinds) == 1 else None
-    section, low, high = {"member": ("members", "20001", "29999"), "club": ("clubs", "30001", "39999")}.get(
-        kind, (None, "1", "0"))
+    kinds = [k for k, (cls, *_) in KINDS.items() if cls in {c.lower() for c in entry.get("objectClass", [])}]
     number = int(entry["uidNumber"][0]) if entry.get("uidNumber") else None
-    if section is None or number is None or not (
-            int(ctx.config.get(section, "uid_min", low)) <= number <= int(ctx.config.get(section, "uid_max", high))):
+    if len(kinds) != 1 or number is None or not (
+            number_range(ctx.config, kinds[0])[0] <= number <= number_range(ctx.config, kinds[0])[1]):
         raise NotPermitted(f"{name} is not a member or club account ceo manages")
-    return {"kind": kind, "number": number, "home": entry.get("homeDirectory", [None])[0]}
+    return {"kind": kinds[0], "number": number, "home": entry.get("homeDirectory", [None])[0]}
 
 
 def club_database(ctx, args):
     """Permit: the members of a club's group manage the club account's databases. A club's only:
     the `club-member` role would also admit whoever is in a member's personal group, and no one
     but the member (and syscom) acts for a member."""
-    from .services.directory import user_dn
     name = args.get("name")
-    if not isinstance(name, str) or name not in ctx.groups:
-        return None
-    club = ctx.ldap().entries(user_dn(ctx.config, name), "(objectClass=club)", ["uid"], "BASE")
-    return True if club else None
+    return True if isinstance(name, str) and name in ctx.groups and is_club(ctx, name) else None
 
 
 def database_account_guard(ctx, args):
