@@ -132,6 +132,17 @@ def test_asked_for_directly_it_becomes_their_own(cluster, ldap, mailman, fresh):
     assert state(ldap, mailman, uid)["groups"] == set() and ldap.grants_of(uid) == set()
 
 
+def test_a_gift_taken_away_directly_takes_its_record_too(cluster, ldap, mailman, fresh):
+    """office given by syscom, then `removemember office`: out of office, and no record says
+    otherwise; syscom's other gifts stay until syscom itself goes."""
+    uid = fresh
+    assert groups(cluster, "ctdalek", "addmember", "syscom", uid, "--no-subscribe").returncode == 0
+    assert groups(cluster, "ctdalek", "removemember", "office", uid).returncode == 0
+    assert ldap.groups_of(uid) == {"syscom", "staff", "adm", "src"} and "syscom:office" not in ldap.grants_of(uid)
+    assert groups(cluster, "ctdalek", "removemember", "syscom", uid).returncode == 0
+    assert state(ldap, mailman, uid) == NOTHING
+
+
 def test_no_subscribe_and_no_unsubscribe_leave_the_lists_alone(cluster, ldap, mailman, fresh):
     uid = fresh
     assert groups(cluster, "ctdalek", "addmember", "syscom", uid, "--no-subscribe").returncode == 0
@@ -227,7 +238,8 @@ def test_a_club_member_changes_their_own_clubs_members(cluster, ldap, mailman, f
     ("regular2", "office", "needs syscom or membership in office"),
     ("regular2", "exec", "needs syscom or membership in exec"),
     ("regular2", "gclub2", "needs syscom or membership in gclub2"),  # another club
-    ("ofstaff", "office", "only syscom changes the members of office"),  # theirs, but not a club
+    ("ofstaff", "office", "only syscom changes the members of office"),  # theirs, but protected
+    ("ofstaff", "cdrom", "only syscom changes the members of cdrom"),  # theirs, but not a club
     ("regular1", "club1", "needs syscom or membership in club1"),
 ])
 def test_who_may_not(cluster, ldap, mailman, fresh, club2, user, group, words):
@@ -244,14 +256,20 @@ def test_a_club_that_gives_a_protected_group_is_syscoms_alone(cluster, ldap, mai
     assert state(ldap, mailman, uid)["groups"] == set()
 
 
-def test_the_mail_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
-    """Its steps, sent raw as a client that skips the LDAP host: a member may not subscribe
-    themselves to syscom's lists, and syscom's step takes no one off a list the group does not tie."""
+def test_each_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
+    """The steps, sent raw as a client would that skips the others: each helper checks who may
+    on its own, and the mail host takes no one off a list the group does not tie in its config."""
     uid = fresh
-    events, reply = rawhelper.request(connect("mail", "regular2"), "groups", "subscribe_tied",
-                                      {"group": "syscom", "uid": "regular2"})
-    assert reply["error"]["name"] == "NotPermitted" and "regular2" not in {
-        m.email.split("@")[0] for m in mailman.get_list("syscom@csclub.internal").members}
+    for host, verb, args in [("mail", "subscribe_tied", {}), ("phosphoric-acid", "join", {}),
+                             ("phosphoric-acid", "leave", {"keep_lists": False}),
+                             ("mail", "unsubscribe_tied", {"lists": ["syscom"]})]:
+        # ofstaff is in office and cdrom, neither a club: being in a group is not managing it.
+        for group in ("office", "cdrom"):
+            _, reply = rawhelper.request(connect(host, "ofstaff"), "groups", verb, {"group": group, "uid": uid, **args})
+            assert reply["error"]["name"] == "NotPermitted", (host, verb, group, reply)
+        _, reply = rawhelper.request(connect(host, "regular2"), "groups", verb, {"group": "syscom", "uid": uid, **args})
+        assert reply["error"]["name"] == "NotPermitted", (host, verb, reply)
+    assert state(ldap, mailman, uid) == NOTHING
     subscribe(mailman, "csc-general", uid, present=True)
     try:
         events, reply = rawhelper.request(connect("mail", "ctdalek"), "groups", "unsubscribe_tied",

@@ -164,7 +164,7 @@ def leave(ctx, group, uid, keep_lists):
     for giver in sorted(m.grants.get(group, ())):  # a direct removal ends every reason for it
         m.drop(giver, group, f"dropped the record of {giver} giving {uid} {group}")
     unsubscribe = []
-    for given in sorted(g for g, givers in m.grants.items() if group in givers):
+    for given in sorted((g for g, givers in m.grants.items() if group in givers), key=lambda g: (g[:5] == "list:", g)):
         others = sorted(m.grants[given] - {group})
         m.drop(group, given, f"dropped the record of {group} giving {uid} {shown(given)}")
         if others:
