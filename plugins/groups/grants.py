@@ -64,41 +64,38 @@ class Holdings:
         self.wrote = False
         self._ou = None
 
-    def group_dn(self, name):
-        return f"cn={name},{directory.groups_dn(self.config)}"
-
     def add(self, group, describe):
-        dn, conn, member = self.group_dn(group), self.conn, self.dn
-        self._step("member", lambda: directory.modify(conn, dn, f"adding {self.uid} to {group}", add={"uniqueMember": [member]}),
-                   lambda: directory.modify(conn, dn, f"taking {self.uid} out of {group}", delete={"uniqueMember": [member]}),
-                   describe)
+        self._member("member", self._group_dn(group), True, describe)
 
     def remove(self, group, describe):
-        dn, conn, member = self.group_dn(group), self.conn, self.dn
-        self._step("member", lambda: directory.modify(conn, dn, f"taking {self.uid} out of {group}",
-                                                      delete={"uniqueMember": [member]}),
-                   lambda: directory.modify(conn, dn, f"putting {self.uid} back in {group}", add={"uniqueMember": [member]}),
-                   describe)
+        self._member("member", self._group_dn(group), False, describe)
 
     def record(self, giver, given, describe):
         """Put the user in giver's record of `given` (making the record, and ou=Grants, if missing)."""
-        conn, member, dn = self.conn, self.dn, directory.grant_dn(self.config, giver, given)
+        dn = directory.grant_dn(self.config, giver, given)
         self._grants_ou()
-        if conn.entries(dn, "(objectClass=*)", ["cn"], "BASE"):
-            self._step("grant", lambda: directory.modify(conn, dn, f"recording in {dn}", add={"uniqueMember": [member]}),
-                       lambda: directory.modify(conn, dn, f"unrecording in {dn}", delete={"uniqueMember": [member]}),
-                       describe)
+        if self.conn.entries(dn, "(objectClass=*)", ["cn"], "BASE"):
+            self._member("grant", dn, True, describe)
             return
-        attrs = {"cn": f"{giver}:{given}", "uniqueMember": [member],
-                 "description": f"members of {giver} given {shown(given)} by ceo groups addmember"}
+        conn, attrs = self.conn, {"cn": f"{giver}:{given}", "uniqueMember": [self.dn],
+                                  "description": f"members of {giver} given {shown(given)} by ceo groups addmember"}
         self._step("grant", lambda: directory.add(conn, dn, f"adding {dn}", ["top", "group"], attrs),
                    lambda: directory.delete(conn, dn, f"removing {dn}", gone_ok=True), describe)
 
     def drop(self, giver, given, describe):
-        conn, member, dn = self.conn, self.dn, directory.grant_dn(self.config, giver, given)
-        self._step("grant", lambda: directory.modify(conn, dn, f"unrecording in {dn}", delete={"uniqueMember": [member]}),
-                   lambda: directory.modify(conn, dn, f"recording again in {dn}", add={"uniqueMember": [member]}),
-                   describe)
+        self._member("grant", directory.grant_dn(self.config, giver, given), False, describe)
+
+    def _group_dn(self, name):
+        return f"cn={name},{directory.groups_dn(self.config)}"
+
+    def _member(self, step, dn, present: bool, describe):
+        """The user's DN in (or out of) the uniqueMember values of a group or a grant record."""
+        conn, value = self.conn, {"uniqueMember": [self.dn]}
+
+        def put(there: bool):
+            what = f"adding {self.uid} to {dn}" if there else f"removing {self.uid} from {dn}"
+            directory.modify(conn, dn, what, **{"add" if there else "delete": value})
+        self._step(step, lambda: put(present), lambda: put(not present), describe)
 
     def _grants_ou(self):
         if self._ou is None:
@@ -144,7 +141,8 @@ def join(ctx, group, uid):
             m.add(name, f"added {uid} to {name} (given by {group})")
             m.record(group, name, f"recorded {group} as giving {uid} {name}")
         elif givers and group not in givers:  # held only through other gifts: now one more
-            m.record(group, name, f"recorded {group} as giving {uid} {name} too (also given by {', '.join(sorted(givers))})")
+            m.record(group, name, f"recorded {group} as giving {uid} {name} too "
+                     f"(also given by {', '.join(sorted(givers))})")
         elif not givers:
             ctx.emit({"step": "member", "status": "unchanged", "message": f"{uid} is in {name} on their own"})
     result = {"group": group, "uid": uid, "lists": list(tie.lists)}
@@ -236,7 +234,7 @@ def unsubscribe_tied(ctx, group, uid, lists):
     for name in lists:
         others = sorted(grants.get(f"list:{name}", set()) - {group})
         if name not in tied or others:
-            why = f"not tied to {group} in this host's config" if name not in tied else f"also given by {', '.join(others)}"
+            why = f"also given by {', '.join(others)}" if others else f"not tied to {group} in this host's config"
             ctx.emit({"step": "subscription", "status": "unchanged", "message": f"{uid} stays on {name}: {why}"})
             continue
         if set_membership(ctx, name, uid, subscribed=False)["changed"]:
