@@ -184,13 +184,13 @@ def test_mailman_stopped_the_change_is_rolled_back(cluster, ldap, mailman, fresh
     before = state(ldap, mailman, uid)
     proc = while_mailman_stopped(cluster, "addmember", "syscom", uid)
     one_line(proc, 1, "Mailman", "lists are not best effort ([ties] lists_best_effort = no)", "rolled back")
-    assert f"undid: added {uid} to syscom" in proc.stdout
+    assert f"undid: added {uid} to syscom" in proc.stdout and f"undid: added {uid} to office" in proc.stdout
     assert state(ldap, mailman, uid) == before and nss_groups(uid) == {uid}
     # ... and a removal likewise: they stay in syscom, with everything it gave.
     assert groups(cluster, "ctdalek", "addmember", "syscom", uid).returncode == 0
     added = state(ldap, mailman, uid)
-    proc = while_mailman_stopped(cluster, "removemember", "syscom", uid)
-    one_line(proc, 1, "Mailman", "rolled back")
+    proc = while_mailman_stopped(cluster, "removemember", "syscom", uid)  # the lists go first: nothing to undo
+    one_line(proc, 1, "Mailman", "lists are not best effort", "none of the change is made")
     assert state(ldap, mailman, uid) == added
     assert groups(cluster, "ctdalek", "removemember", "syscom", uid).returncode == 0
 
@@ -204,7 +204,14 @@ def test_mailman_stopped_lists_best_effort_warns_and_the_groups_stand(cluster, l
         assert ldap.groups_of(uid) == {"syscom"} | SYSCOM_GIVES and lists_of(mailman, uid) == set()
         assert not any(":list:" in g for g in ldap.grants_of(uid))  # no record of what was not given
         assert groups(cluster, "ctdalek", "removemember", "syscom", uid).returncode == 0
-    assert state(ldap, mailman, uid)["groups"] == set()
+        # ... and a removal: out of the groups, still on the lists, and told so.
+        assert groups(cluster, "ctdalek", "addmember", "syscom", uid).returncode == 0
+        result = ok(while_mailman_stopped(cluster, "removemember", "syscom", uid, "--json"))
+        assert any("still on syscom, syscom-alerts" in w for w in result["warnings"])
+        assert ldap.groups_of(uid) == set() and ldap.grants_of(uid) == set() and lists_of(mailman, uid) == SYSCOM_LISTS
+    for name in SYSCOM_LISTS:
+        subscribe(mailman, name, uid, present=False)
+    assert state(ldap, mailman, uid) == NOTHING
 
 
 # --- who may -------------------------------------------------------------------------------------
@@ -261,8 +268,7 @@ def test_each_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
     on its own, and the mail host takes no one off a list the group does not tie in its config."""
     uid = fresh
     for host, verb, args in [("mail", "subscribe_tied", {}), ("phosphoric-acid", "join", {}),
-                             ("phosphoric-acid", "leave", {"keep_lists": False}),
-                             ("mail", "unsubscribe_tied", {"lists": ["syscom"]})]:
+                             ("phosphoric-acid", "leave", {"keep_lists": False}), ("mail", "unsubscribe_tied", {})]:
         # ofstaff is in office and cdrom, neither a club: being in a group is not managing it.
         for group in ("office", "cdrom"):
             _, reply = rawhelper.request(connect(host, "ofstaff"), "groups", verb, {"group": group, "uid": uid, **args})
@@ -270,13 +276,14 @@ def test_each_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
         _, reply = rawhelper.request(connect(host, "regular2"), "groups", verb, {"group": "syscom", "uid": uid, **args})
         assert reply["error"]["name"] == "NotPermitted", (host, verb, reply)
     assert state(ldap, mailman, uid) == NOTHING
-    subscribe(mailman, "csc-general", uid, present=True)
+    # syscom's own step, alone: no record says syscom subscribed them, so they stay subscribed.
+    subscribe(mailman, "syscom-alerts", uid, present=True)
     try:
         events, reply = rawhelper.request(connect("mail", "ctdalek"), "groups", "unsubscribe_tied",
-                                          {"group": "syscom", "uid": uid, "lists": ["csc-general"]})
-        assert reply["result"]["unsubscribed"] == [] and "csc-general" in lists_of(mailman, uid)
+                                          {"group": "syscom", "uid": uid})
+        assert reply["result"]["unsubscribed"] == [] and "syscom-alerts" in lists_of(mailman, uid)
     finally:
-        subscribe(mailman, "csc-general", uid, present=False)
+        subscribe(mailman, "syscom-alerts", uid, present=False)
 
 
 # --- bad input -----------------------------------------------------------------------------------

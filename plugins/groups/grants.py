@@ -14,7 +14,8 @@ group they had only as a gift makes it their own (its records are dropped).
 
 The LDAP host keeps the records, the mail host changes subscriptions; each step checks on its
 own host that the caller may manage the group (policy.group_manager_guard) and reads the ties
-from its own config, never from the request.
+from its own config, never from the request; the mail host reads the records itself to know
+which subscriptions a removal takes back.
 """
 
 from __future__ import annotations
@@ -224,17 +225,18 @@ def subscribe_tied(ctx, group, uid):
     return ctx.changed(**result) if subscribed else {**result, "state": "unchanged", "changed": False}
 
 
-@plugin.verb("unsubscribe_tied", "Step: unsubscribe a user from lists a group had subscribed them to",
-             role="mail", params=[Group, Member, Lists("lists", "the lists the LDAP host says to take back",
-                                                       required=True)], **MANAGE)
-def unsubscribe_tied(ctx, group, uid, lists):
-    tied = tie_of(ctx, group).lists
-    grants = directory.grants_of(ctx.ldap(), ctx.config, uid)  # read here too: no other group still gives it
+@plugin.verb("unsubscribe_tied", "Step: unsubscribe a user from the tied lists only this group's records gave them",
+             role="mail", params=[Group, Member], **MANAGE)
+def unsubscribe_tied(ctx, group, uid):
+    """Before the LDAP host drops the records (so that an undo of this step is still the
+    caller's to make if the removal was of themselves), and from the records as read from here."""
+    grants = directory.grants_of(ctx.ldap(), ctx.config, uid)
     unsubscribed = []
-    for name in lists:
-        others = sorted(grants.get(f"list:{name}", set()) - {group})
-        if name not in tied or others:
-            why = f"also given by {', '.join(others)}" if others else f"not tied to {group} in this host's config"
+    for name in tie_of(ctx, group).lists:
+        givers = grants.get(f"list:{name}", set())
+        if group not in givers or givers - {group}:
+            why = f"also given by {', '.join(sorted(givers - {group}))}" if group in givers else \
+                f"not subscribed by {group} (their own subscription, or none)"
             ctx.emit({"step": "subscription", "status": "unchanged", "message": f"{uid} stays on {name}: {why}"})
             continue
         if set_membership(ctx, name, uid, subscribed=False)["changed"]:

@@ -46,27 +46,29 @@ def add_member(run, group, uid, subscribe=True) -> dict:
 
 
 def remove_member(run, group, uid, unsubscribe=True) -> dict:
-    """Steps: uid out of group, and out of what only its grants gave them (LDAP); off the lists
-    only its grants gave them (mail)."""
+    """Steps: off the tied lists only its records gave them (mail), then out of group and out of
+    what only its records gave them (LDAP). The lists first: were the LDAP step first and the
+    caller removing themselves from syscom, its undo would no longer be theirs to make."""
     args = {"group": group, "uid": uid}
+    unsubscribed, failed = [], False
+    if unsubscribe and policy.ties(run.config).get(group, policy.Tie()).lists:
+        done = _list_step(run, "groups.unsubscribe_tied", args, policy.lists_best_effort(run.config),
+                          f"unsubscribing {uid} from the lists {group} gave them")
+        unsubscribed, failed = (done or {}).get("unsubscribed", []), done is None
     left = run.step("groups.leave", {**args, "keep_lists": not unsubscribe}, role="ldap",
                     describe=f"{uid} out of {group} and what it gave them")
-    lists = left.get("unsubscribe", [])
-    if not lists:
-        return {"group": group, "uid": uid, "unsubscribed": []}
-    done = _list_step(run, "groups.unsubscribe_tied", {**args, "lists": lists}, policy.lists_best_effort(run.config),
-                      f"unsubscribing {uid} from {', '.join(lists)} (given by {group})")
-    if done is None:
-        _best_effort_note(run, f"{uid} is out of {group} but still on {', '.join(lists)}: unsubscribe them by hand")
-        return {"group": group, "uid": uid, "unsubscribed": []}
-    return {"group": group, "uid": uid, "unsubscribed": done["unsubscribed"]}
+    if failed and left.get("unsubscribe"):
+        _best_effort_note(run, f"{uid} is out of {group} but still on {', '.join(left['unsubscribe'])}: "
+                               "unsubscribe them by hand")
+    return {"group": group, "uid": uid, "unsubscribed": unsubscribed}
 
 
 def _list_step(run, qualname, args, best, describe):
     try:
         return run.step(qualname, args, role="mail", describe=describe, best_effort=best)
     except CeoError as err:
-        raise err.reworded(f"{err.message}; lists are not best effort ([ties] lists_best_effort = no)") from None
+        raise err.reworded(f"{err.message}; lists are not best effort ([ties] lists_best_effort = no), "
+                           "so none of the change is made") from None
 
 
 def _best_effort_note(run, what):
