@@ -163,8 +163,9 @@ def _same_dn(a: str, b: str) -> bool:
 def references(conn, config, uid: str, number: int | None = None) -> list[tuple[str, str, str]]:
     """(dn, attribute, value) for every value that names the account `uid` (or its uid number)
     outside its own entry and personal group: group memberships (uniqueMember, memberUid), the
-    records of what a group gave it (ou=Grants, uniqueMember) and sudo rules (sudoUser `uid`, `%uid` for its personal group, `#number`; sudoRunAsUser `uid`,
-    `#number`). A new account of that name or number would inherit each of them."""
+    records of what a group gave it (ou=Grants, uniqueMember) and sudo rules (sudoUser `uid`,
+    `%uid` for its personal group, `#number`; sudoRunAsUser `uid`, `#number`). A new account
+    of that name or number would inherit each of them."""
     dn = user_dn(config, uid)
     sudo = {"sudoUser": {uid, f"%{uid}"}, "sudoRunAsUser": {uid}}
     if number is not None:
