@@ -15,6 +15,8 @@ Roles in `allow`:
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from .errors import AlreadyExists, BadInput, NotPermitted
 
 ROLES = ("syscom", "office", "self", "club-member", "member", "any")
@@ -70,8 +72,12 @@ def protected(ctx, uid: str) -> bool:
     from .services import directory
     if uid in ctx.config.getlist("policy", "protected_accounts", ""):
         return True
-    groups = set(ctx.config.getlist("policy", "protected_groups", "syscom office exec"))
-    return bool(groups & directory.groups_of(ctx.ldap(), ctx.config, uid))
+    return bool(protected_groups(ctx.config) & directory.groups_of(ctx.ldap(), ctx.config, uid))
+
+
+def protected_groups(config) -> set[str]:
+    """Groups whose members are protected accounts; only syscom changes who is in them."""
+    return set(config.getlist("policy", "protected_groups", "syscom office exec"))
 
 
 def protected_account_guard(ctx, args):
@@ -128,9 +134,9 @@ def refuse_referenced_name(ctx, uid: str):
                             "names are not reused unless [members] reuse_deleted_names = yes")
     refs = directory.references(conn, ctx.config, uid)
     if refs:
-        sudo = directory.sudoers_dn(ctx.config).lower()
-        named = sorted({f"{'sudo rule' if dn.lower().endswith(sudo) else 'group'} {dn.split(',')[0].split('=', 1)[1]} "
-                        f"({attr})" for dn, attr, _ in refs})
+        sudo, grants = directory.sudoers_dn(ctx.config).lower(), directory.grants_dn(ctx.config).lower()
+        kind = lambda dn: "sudo rule" if dn.endswith(sudo) else "grant" if dn.endswith(grants) else "group"  # noqa: E731
+        named = sorted({f"{kind(dn.lower())} {dn.split(',')[0].split('=', 1)[1]} ({attr})" for dn, attr, _ in refs})
         raise AlreadyExists(f"{uid} is still named by {', '.join(named)}; remove those references first")
 
 
@@ -211,10 +217,9 @@ def own_address_on_open_list(ctx, args):
 
 
 def group_list_guard(ctx, args):
-    """Guard: a list tied to a group (`[policy] group_lists`: syscom, syscom-alerts, exec)
+    """Guard: a list tied to a group (`[ties]`, see below: syscom, syscom-alerts, exec)
     follows that group's membership, so only syscom changes it directly."""
-    tied = ctx.config.getlist("policy", "group_lists", "syscom syscom-alerts exec")
-    if args["list"] in tied and "syscom" not in ctx.groups:
+    if args["list"] in group_lists(ctx.config) and "syscom" not in ctx.groups:
         raise NotPermitted(f"{args['list']} follows a group's membership: only syscom changes it directly")
 
 
@@ -259,3 +264,54 @@ def club_database(ctx, args):
 def database_account_guard(ctx, args):
     """Guard: a database only for an account ceo may give one (database_account)."""
     database_account(ctx, args["name"])
+
+# --- groups ----------------------------------------------------------------------------------
+
+# What membership in a group gives: other groups, and subscriptions to lists (tuples of names).
+Tie = namedtuple("Tie", "groups lists", defaults=((), ()))
+
+
+# CSC's ties. `[ties]` in ceo.ini says `GROUP.groups = ...` and `GROUP.lists = ...`, each key
+# over the default of the same name (an empty value unties). Ties are not followed further: a
+# syscom member gets office, not office's cdrom (as CSC's ceo did); tie cdrom to syscom for that.
+DEFAULT_TIES = {"syscom.groups": "office staff adm src", "syscom.lists": "syscom syscom-alerts",
+                "office.groups": "cdrom audio video www", "exec.lists": "exec"}
+
+
+def ties(config) -> dict[str, Tie]:
+    """{group: Tie} from `[ties]` over DEFAULT_TIES."""
+    keys = dict(DEFAULT_TIES)
+    if config.parser.has_section("ties"):
+        keys.update((k, v) for k, v in config.parser.items("ties") if "." in k)
+    out: dict[str, dict] = {}
+    for key, value in keys.items():
+        group, kind = key.rsplit(".", 1)
+        if kind in ("groups", "lists"):
+            out.setdefault(group, {})[kind] = tuple(dict.fromkeys(value.split()))
+    return {g: Tie(**t) for g, t in out.items() if any(t.values())}
+
+
+def group_lists(config) -> set[str]:
+    """The lists that follow a group's membership: every list a tie names."""
+    return {name for tie in ties(config).values() for name in tie.lists}
+
+
+def lists_best_effort(config) -> bool:
+    """`[ties] lists_best_effort = yes`: a membership change stands when Mailman fails, with a
+    warning; by default the whole change is rolled back."""
+    return config.getbool("ties", "lists_best_effort")
+
+
+def group_manager_guard(ctx, args):
+    """Guard on changing a group's members (and what it ties): syscom any group; a club's own
+    members (admitted as club-member) only their club, and never a protected group (syscom,
+    office, exec: rights on every host), nor a club whose ties would give one."""
+    if "syscom" in ctx.groups:
+        return
+    group = args["group"]
+    protected = protected_groups(ctx.config)
+    if group in protected or not is_club(ctx, group):
+        raise NotPermitted(f"only syscom changes the members of {group} (a club's members change only their club's)")
+    given = protected & set(ties(ctx.config).get(group, Tie()).groups)
+    if given:
+        raise NotPermitted(f"{group} gives {', '.join(sorted(given))}: only syscom changes its members")

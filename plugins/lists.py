@@ -69,12 +69,12 @@ SUBSCRIPTION = dict(role="mail", allow=policy.STAFF, permit=policy.own_address_o
 
 @plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", **SUBSCRIPTION)
 def subscribe(ctx, list, who):
-    return _set_membership(ctx, list, who, subscribed=True)
+    return set_membership(ctx, list, who, subscribed=True)
 
 
 @plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", **SUBSCRIPTION)
 def unsubscribe(ctx, list, who):
-    return _set_membership(ctx, list, who, subscribed=False)
+    return set_membership(ctx, list, who, subscribed=False)
 
 
 @plugin.verb("unsubscribe_all", "Step: take someone off every list, as subscriber, owner and moderator "
@@ -87,7 +87,7 @@ def unsubscribe_all(ctx, who):
     if not found and not roles:
         return ctx.unchanged("unsubscribe", f"{address} is on no list", lists=[], roles=[])
     for mlist in found:
-        _set_membership(ctx, mlist.list_name, address, subscribed=False)
+        set_membership(ctx, mlist.list_name, address, subscribed=False)
     for mlist, role in roles:
         ctx.step(role, lambda m=mlist, r=role: mailman.remove_role(ctx, m, r, address),
                  lambda m=mlist, r=role: mailman.add_role(ctx, m, r, address),
@@ -102,8 +102,9 @@ def roles(ctx, uid):
     return {"address": address, "roles": [f"{role} of {m.list_name}" for m, role in mailman.roles_of(ctx, address)]}
 
 
-def _set_membership(ctx, list, who, subscribed: bool):
-    """Make `who` (un)subscribed; a no-op, reported as unchanged, when it already is."""
+def set_membership(ctx, list, who, subscribed: bool):
+    """Make `who` (un)subscribed, with undo; a no-op, reported as unchanged, when it already
+    is. The one way a helper changes a subscription: the groups steps use it for tied lists."""
     mlist = mailman.get_list(ctx, list)
     address, name = _address(ctx, who)
     result = {"list": list, "address": address}

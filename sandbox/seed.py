@@ -54,7 +54,7 @@ def ldif() -> str:
         _entry(BASE_DN, [("objectClass", "dcObject"), ("objectClass", "organization"), ("dc", "csclub"),
                          ("o", "Computer Science Club")]),
         *(_entry(f"ou={ou},{BASE_DN}", [("objectClass", "organizationalUnit"), ("ou", ou)])
-          for ou in ("People", "Group", "SUDOers", "Services", "Tombstones")),
+          for ou in ("People", "Group", "SUDOers", "Services", "Tombstones", "Grants")),
         *(_entry(f"cn=ceod/{fqdn(h)},ou=Services,{BASE_DN}",
                  [("objectClass", "applicationProcess"), ("cn", f"ceod/{fqdn(h)}")]) for h in HOSTS),
     ]
@@ -155,6 +155,20 @@ shell = /bin/bash
 url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
 lists = {' '.join(LISTS)}
 open_lists = csc-general
+
+[ties]
+# What membership in a group gives (ceo groups addmember; removemember takes back only that).
+syscom.groups = office staff adm src
+syscom.lists = syscom syscom-alerts
+office.groups = cdrom audio video www
+exec.lists = exec
+# no: a Mailman failure rolls the whole membership change back; yes: a warning, the groups stand.
+lists_best_effort = no
+
+[positions]
+names = president vice-president treasurer secretary sysadmin cro librarian imapd webmaster offsck
+required = president vice-president sysadmin
+group = exec
 
 [postgresql]
 socket_dir = /run/postgresql

@@ -162,15 +162,17 @@ def _same_dn(a: str, b: str) -> bool:
 
 def references(conn, config, uid: str, number: int | None = None) -> list[tuple[str, str, str]]:
     """(dn, attribute, value) for every value that names the account `uid` (or its uid number)
-    outside its own entry and personal group: group memberships (uniqueMember, memberUid) and
-    sudo rules (sudoUser `uid`, `%uid` for its personal group, `#number`; sudoRunAsUser `uid`,
-    `#number`). A new account of that name or number would inherit each of them."""
+    outside its own entry and personal group: group memberships (uniqueMember, memberUid), the
+    records of what a group gave it (ou=Grants, uniqueMember) and sudo rules (sudoUser `uid`,
+    `%uid` for its personal group, `#number`; sudoRunAsUser `uid`, `#number`). A new account
+    of that name or number would inherit each of them."""
     dn = user_dn(config, uid)
     sudo = {"sudoUser": {uid, f"%{uid}"}, "sudoRunAsUser": {uid}}
     if number is not None:
         for values in sudo.values():
             values.add(f"#{number}")
-    wanted = [(groups_dn(config), {"uniqueMember": {dn}, "memberUid": {uid}}), (sudoers_dn(config), sudo)]
+    wanted = [(groups_dn(config), {"uniqueMember": {dn}, "memberUid": {uid}}),
+              (grants_dn(config), {"uniqueMember": {dn}}), (sudoers_dn(config), sudo)]
     out = []
     for base, attrs in wanted:
         flt = "(|" + "".join(f"({a}={escape(v)})" for a, vs in attrs.items() for v in sorted(vs)) + ")"
@@ -179,6 +181,30 @@ def references(conn, config, uid: str, number: int | None = None) -> list[tuple[
                 # The value as stored (for an exact undo); DNs compare as DNs, the rest exactly.
                 out += [(e["dn"], attr, v) for v in e.get(attr, [])
                         if (_same_dn(v, dn) if attr == "uniqueMember" else v in values)]
+    return out
+
+
+# --- grants: what a group gave its members (groups addmember) ---------------------------------
+# One entry per (giving group, given thing), of CSC's structural `group` class, whose
+# uniqueMember values are the users that group gave it: cn=syscom:office (the group office),
+# cn=syscom:list:syscom-alerts (the list). An empty record is allowed and harmless.
+
+def grants_dn(config) -> str:
+    return f"ou=Grants,{config.get('ldap', 'base')}"
+
+
+def grant_dn(config, giver: str, given: str) -> str:
+    from ldap3.utils.dn import escape_rdn
+    return f"cn={escape_rdn(f'{giver}:{given}')},{grants_dn(config)}"
+
+
+def grants_of(conn, config, uid: str) -> dict[str, set[str]]:
+    """{given: {groups that gave it}} for uid; given is a group name or `list:NAME`."""
+    out: dict[str, set[str]] = {}
+    for e in conn.entries(grants_dn(config), f"(uniqueMember={escape(user_dn(config, uid))})", ["cn"], "LEVEL"):
+        giver, _, given = e["cn"][0].partition(":")
+        if given:
+            out.setdefault(given, set()).add(giver)
     return out
 
 

@@ -1,0 +1,245 @@
+"""The steps behind addmember and removemember, each run and undone by the helper of its host:
+a group's member, what the group's ties give them, and the records of what it gave.
+
+Why records: removing someone from syscom must take back only what syscom gave. Someone in
+office on their own keeps office; someone on syscom-alerts for another reason stays on it. So
+when group G gives a user U something its ties name (a group U was not in, or a list U was not
+on), or something U had only through another group's gift, U's DN goes into G's record of it:
+`cn=G:office,ou=Grants` or `cn=G:list:syscom-alerts,ou=Grants` (see services/directory.py).
+Taking U out of G takes U out of G's records, and takes away each thing no other record still
+gives U; what U had on their own has no record, and stays. Two more rules keep the records
+true (a record always means "U has this because of G"): removing U from a group directly ends
+every record of it (office given by syscom, then `removemember office U`), and adding U to a
+group they had only as a gift makes it their own (its records are dropped).
+
+The LDAP host keeps the records, the mail host changes subscriptions; each step checks on its
+own host that the caller may manage the group (policy.group_manager_guard) and reads the ties
+from its own config, never from the request; the mail host reads the records itself to know
+which subscriptions a removal takes back.
+"""
+
+from __future__ import annotations
+
+from ceo import policy
+from ceo.errors import BadInput, CeoError, NotFound
+from ceo.plugin import Flag, GroupName, Str, Uid
+from ceo.services import directory
+
+from plugins.lists import ListName, set_membership
+
+from . import plugin
+
+Group = GroupName("group", "the group", positional=True)
+Member = Uid("uid", "the user", positional=True)
+
+
+def Lists(name, help, **kw):
+    return Str(name, help, multiple=True, pattern=ListName.pattern, describe=ListName.describe, **kw)
+
+
+# syscom changes any group's members; a club's members only their club's (the guard says so).
+MANAGE = dict(allow=("syscom", "club-member"), target="group", guard=policy.group_manager_guard,
+              mutating=True, check=True, hidden=True)
+
+
+def tie_of(ctx, group) -> policy.Tie:
+    return policy.ties(ctx.config).get(group, policy.Tie())
+
+
+def shown(given: str) -> str:
+    """A grant's thing as words: `office` -> group office, `list:exec` -> list exec."""
+    return f"list {given[5:]}" if given.startswith("list:") else f"group {given}"
+
+
+class Holdings:
+    """A user's groups and grant records as read at the start of a step, and the step's writes
+    on them (each a ctx.step with its undo)."""
+
+    def __init__(self, ctx, uid):
+        self.ctx, self.uid, self.config, self.conn = ctx, uid, ctx.config, ctx.ldap()
+        self.dn = directory.user_dn(self.config, uid)
+        if not self.conn.entries(self.dn, "(objectClass=posixAccount)", ["uid"], "BASE"):
+            raise NotFound(f"no user {uid!r}")
+        self.groups = directory.groups_of(self.conn, self.config, uid)
+        self.grants = directory.grants_of(self.conn, self.config, uid)  # {given: {givers}}
+        self.wrote = False
+        self._ou = None
+
+    def add(self, group, describe):
+        self._member("member", self._group_dn(group), True, describe)
+
+    def remove(self, group, describe):
+        self._member("member", self._group_dn(group), False, describe)
+
+    def record(self, giver, given, describe):
+        """Put the user in giver's record of `given` (making the record, and ou=Grants, if missing)."""
+        dn = directory.grant_dn(self.config, giver, given)
+        self._grants_ou()
+        if self.conn.entries(dn, "(objectClass=*)", ["cn"], "BASE"):
+            self._member("grant", dn, True, describe)
+            return
+        conn, attrs = self.conn, {"cn": f"{giver}:{given}", "uniqueMember": [self.dn],
+                                  "description": f"members of {giver} given {shown(given)} by ceo groups addmember"}
+        self._step("grant", lambda: directory.add(conn, dn, f"adding {dn}", ["top", "group"], attrs),
+                   lambda: directory.delete(conn, dn, f"removing {dn}", gone_ok=True), describe)
+
+    def drop(self, giver, given, describe):
+        self._member("grant", directory.grant_dn(self.config, giver, given), False, describe)
+
+    def _group_dn(self, name):
+        return f"cn={name},{directory.groups_dn(self.config)}"
+
+    def _member(self, step, dn, present: bool, describe):
+        """The user's DN in (or out of) the uniqueMember values of a group or a grant record."""
+        conn, value = self.conn, {"uniqueMember": [self.dn]}
+
+        def put(there: bool):
+            what = f"adding {self.uid} to {dn}" if there else f"removing {self.uid} from {dn}"
+            directory.modify(conn, dn, what, **{"add" if there else "delete": value})
+        self._step(step, lambda: put(present), lambda: put(not present), describe)
+
+    def _grants_ou(self):
+        if self._ou is None:
+            conn, ou = self.conn, directory.grants_dn(self.config)
+            self._ou = bool(conn.entries(ou, "(objectClass=*)", ["ou"], "BASE"))
+            if not self._ou:
+                self._step("grants", lambda: directory.add(conn, ou, f"adding {ou}", ["top", "organizationalUnit"],
+                                                           {"ou": ou.split(",")[0].split("=", 1)[1]}),
+                           lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), f"added {ou}")
+                self._ou = True
+
+    def _step(self, name, do, undo, describe):
+        self.ctx.step(name, do, undo, describe=describe)
+        self.wrote = True
+
+
+def require_group(ctx, name, tied_by=None):
+    dn = f"cn={name},{directory.groups_dn(ctx.config)}"
+    if ctx.ldap().entries(dn, "(|(objectClass=posixGroup)(objectClass=group))", ["cn"], "BASE"):
+        return
+    if tied_by:  # the site's config names a group that is not there: not the caller's mistake
+        raise CeoError(f"[ties] {tied_by}.groups names {name}, which is not a group: fix ceo.ini")
+    raise NotFound(f"no group {name!r}")
+
+
+# --- the LDAP host -----------------------------------------------------------------------------
+
+@plugin.verb("join", "Step: put a user in a group and in the groups it ties, recording what it gave",
+             role="ldap", params=[Group, Member], **MANAGE)
+def join(ctx, group, uid):
+    require_group(ctx, group)
+    tie = tie_of(ctx, group)
+    for name in tie.groups:
+        require_group(ctx, name, tied_by=group)
+    m = Holdings(ctx, uid)
+    if group not in m.groups:
+        m.add(group, f"added {uid} to {group}")
+    for giver in sorted(m.grants.get(group, ())):  # asked for directly: from now on their own
+        m.drop(giver, group, f"{group} is now {uid}'s own membership (it was given by {giver})")
+    for name in tie.groups:
+        givers = m.grants.get(name, set())
+        if name not in m.groups:
+            m.add(name, f"added {uid} to {name} (given by {group})")
+            m.record(group, name, f"recorded {group} as giving {uid} {name}")
+        elif givers and group not in givers:  # held only through other gifts: now one more
+            m.record(group, name, f"recorded {group} as giving {uid} {name} too "
+                     f"(also given by {', '.join(sorted(givers))})")
+        elif not givers:
+            ctx.emit({"step": "member", "status": "unchanged", "message": f"{uid} is in {name} on their own"})
+    result = {"group": group, "uid": uid, "lists": list(tie.lists)}
+    if not m.wrote:
+        return ctx.unchanged("member", f"{uid} is already in {group} and every group it ties", **result)
+    return ctx.changed(**result)
+
+
+@plugin.verb("leave", "Step: take a user out of a group and take back what it gave them", role="ldap",
+             params=[Group, Member, Flag("keep_lists", "unsubscribe from nothing (the lists' records are dropped)")],
+             **MANAGE)
+def leave(ctx, group, uid, keep_lists):
+    require_group(ctx, group)
+    m = Holdings(ctx, uid)
+    if group in m.groups:
+        m.remove(group, f"removed {uid} from {group}")
+    for giver in sorted(m.grants.get(group, ())):  # a direct removal ends every reason for it
+        m.drop(giver, group, f"dropped the record of {giver} giving {uid} {group}")
+    unsubscribe = []
+    for given in sorted((g for g, givers in m.grants.items() if group in givers), key=lambda g: (g[:5] == "list:", g)):
+        others = sorted(m.grants[given] - {group})
+        m.drop(group, given, f"dropped the record of {group} giving {uid} {shown(given)}")
+        if others:
+            ctx.emit({"step": "member", "status": "unchanged",
+                      "message": f"{uid} keeps {shown(given)}: also given by {', '.join(others)}"})
+        elif given.startswith("list:"):
+            if keep_lists:
+                ctx.emit({"step": "member", "status": "unchanged", "message": f"{uid} stays on {given[5:]} (asked)"})
+            else:
+                unsubscribe.append(given[5:])
+        elif given in m.groups:
+            m.remove(given, f"removed {uid} from {given} (given by {group})")
+    tie = tie_of(ctx, group)
+    for name in tie.groups:  # what the group ties but did not give: theirs, and it stays
+        if name in m.groups and group not in m.grants.get(name, ()):
+            ctx.emit({"step": "member", "status": "unchanged", "message": f"{uid} keeps {name}: not given by {group}"})
+    result = {"group": group, "uid": uid, "unsubscribe": unsubscribe,
+              "kept_lists": [n for n in tie.lists if group not in m.grants.get(f"list:{n}", ())]}
+    if not m.wrote:
+        return ctx.unchanged("member", f"{uid} is not in {group} and has nothing it gave", **result)
+    return ctx.changed(**result)
+
+
+@plugin.verb("grant_lists", "Step: record the tied lists a group subscribed a user to", role="ldap",
+             params=[Group, Member, Lists("subscribed", "lists the mail host subscribed them to"),
+                     Lists("already", "tied lists they were on already")], **MANAGE)
+def grant_lists(ctx, group, uid, subscribed, already):
+    stray = sorted(set(subscribed + already) - set(tie_of(ctx, group).lists))
+    if stray:
+        raise BadInput(f"{stray[0]} is not a list tied to {group}")
+    m = Holdings(ctx, uid)
+    if group not in m.groups and not ctx.check:
+        raise BadInput(f"{uid} is not in {group}: its lists are not theirs to record")
+    for name in subscribed:
+        if group not in m.grants.get(f"list:{name}", ()):
+            m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name}")
+    for name in already:
+        givers = m.grants.get(f"list:{name}", set())
+        if givers and group not in givers:
+            m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name} too "
+                     f"(also given by {', '.join(sorted(givers))})")
+        elif not givers:
+            ctx.emit({"step": "grant", "status": "unchanged",
+                      "message": f"{uid} was on {name} already, on their own: not recorded as {group}'s"})
+    result = {"group": group, "uid": uid}
+    return ctx.changed(**result) if m.wrote else {**result, "state": "unchanged", "changed": False}
+
+
+# --- the mail host -----------------------------------------------------------------------------
+
+@plugin.verb("subscribe_tied", "Step: subscribe a user to the lists a group ties", role="mail",
+             params=[Group, Member], **MANAGE)
+def subscribe_tied(ctx, group, uid):
+    subscribed, already = [], []
+    for name in tie_of(ctx, group).lists:  # this host's config says which, not the request
+        done = set_membership(ctx, name, uid, subscribed=True)
+        (subscribed if done["changed"] else already).append(name)
+    result = {"group": group, "uid": uid, "subscribed": subscribed, "already": already}
+    return ctx.changed(**result) if subscribed else {**result, "state": "unchanged", "changed": False}
+
+
+@plugin.verb("unsubscribe_tied", "Step: unsubscribe a user from the tied lists only this group's records gave them",
+             role="mail", params=[Group, Member], **MANAGE)
+def unsubscribe_tied(ctx, group, uid):
+    """Before the LDAP host drops the records (so that an undo of this step is still the
+    caller's to make if the removal was of themselves), and from the records as read from here."""
+    grants = directory.grants_of(ctx.ldap(), ctx.config, uid)
+    unsubscribed = []
+    for name in tie_of(ctx, group).lists:
+        givers = grants.get(f"list:{name}", set())
+        if group not in givers or givers - {group}:
+            why = f"also given by {', '.join(sorted(givers - {group}))}" if group in givers else \
+                f"not subscribed by {group} (their own subscription, or none)"
+            ctx.emit({"step": "subscription", "status": "unchanged", "message": f"{uid} stays on {name}: {why}"})
+            continue
+        if set_membership(ctx, name, uid, subscribed=False)["changed"]:
+            unsubscribed.append(name)
+    result = {"group": group, "uid": uid, "unsubscribed": unsubscribed}
+    return ctx.changed(**result) if unsubscribed else {**result, "state": "unchanged", "changed": False}
