@@ -157,7 +157,8 @@ port = 25
 [audit]
 file = {STATE}/audit.jsonl
 
-# --- maintenance: `ceo members expire` and `ceo members remind` (README, contrib/)
+# --- maintenance: `ceo members expire` and `ceo members remind` (README, contrib/).
+# Tests move ceo's clock with `[testing] today = YYYY-MM-DD` (ceo/terms.py clock()), never set here.
 [maintenance]
 # Lapsed accounts are locked this many days after their term's first day.
 expire_grace_days = 28
@@ -175,7 +176,6 @@ remind_template = Hello {{cn}},
     send the office a request from your @{DOMAIN} address at office@{DOMAIN}.
     .
     The Computer Science Club
-# [testing] today = YYYY-MM-DD moves ceo's clock (ceo/terms.py clock()): tests only.
 """)
     (etc / "ceo.ini").chmod(0o644)
     # Created 0600 (not chmod-ed after writing): there is no moment a member could read it.

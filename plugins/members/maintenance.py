@@ -176,26 +176,34 @@ def remind(ctx):
     today, now, lock_date = dates(ctx)
     prev, domain = T.add(now, -1), ctx.config.get("ceo", "domain")
     letter = _letter(ctx, now, prev, lock_date)
-    result = {"term": now, "reminded": [], "failed": [], "earlier": 0, "check": ctx.check}
+    result = {"term": now, "reminded": [], "failed": [], "earlier": 0, "unconfirmed": [], "check": ctx.check}
     with _job(ctx, "remind"):
         lapsed = {e["uid"][0]: acct.first(e, "cn") or e["uid"][0]
                   for e in acct.search(ctx, f"(&(objectClass=member)(term={prev})(!(term={now})))", ["uid", "cn", "term"])
                   if not _ahead(e, now)}
         record = reminders_dn(ctx, now)
-        done = {e["uid"][0] for e in acct.search(ctx, "(objectClass=account)", ["uid"], base=record, scope="LEVEL")}
-        due = sorted(set(lapsed) - done)
-        result["earlier"] = len(set(lapsed) & done)
+        done = {e["uid"][0]: acct.first(e, "description") or ""
+                for e in acct.search(ctx, "(objectClass=account)", ["uid", "description"], base=record, scope="LEVEL")}
+        due = sorted(set(lapsed) - set(done))
+        result["earlier"] = len(set(lapsed) & set(done))
+        # Recorded as being sent by a run that died before it could say they went: maybe sent,
+        # maybe not. Never sent again; reported once to syscom-alerts.
+        result["unconfirmed"] = sorted(u for u, d in done.items() if d.startswith(SENDING))
         if ctx.check:
             result["reminded"] = due
             if due:
                 ctx.emit({"step": "remind", "status": "would", "message": f"email {len(due)} members of {prev}"})
-        elif due:
-            _record_place(ctx, now)
-            _send_all(ctx, due, lapsed, record, letter, result)
-            if result["reminded"] or result["failed"]:
-                _summary(ctx, now, result, domain)
+        else:
+            if due:
+                _record_place(ctx, now)
+                _send_all(ctx, due, lapsed, record, letter, result)
+            if result["reminded"] or result["failed"] or result["unconfirmed"]:
+                if _summary(ctx, now, result, domain):
+                    _mark(ctx, [f"uid={u},{record}" for u in result["unconfirmed"]],
+                          f"unconfirmed: the run that sent it died first (reported {_stamp()} by {ctx.caller})")
     _syslog(ctx, "remind", f"term {now}, {len(result['reminded'])} {'to remind' if ctx.check else 'reminded'}, "
-                           f"{len(result['failed'])} failed, {result['earlier']} reminded earlier")
+                           f"{len(result['failed'])} failed, {result['earlier']} reminded earlier, "
+                           f"{len(result['unconfirmed'])} unconfirmed")
     if not result["reminded"] and not result["failed"]:
         return ctx.unchanged("remind", f"every member of {prev} not registered in {now} has been reminded", **result)
     if result["failed"]:
@@ -203,8 +211,16 @@ def remind(ctx):
     return ctx.changed(**result)
 
 
+SENDING = "sending"  # a record's description while its email is on the way
+REMIND_BATCH = 50  # members recorded, then emailed, at a time: what a run that dies can leave unconfirmed
+
+
+def _stamp() -> str:
+    return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _letter(ctx, now, prev, lock_date):
-    """(subject, body) as format strings from the config, checked before anything is sent."""
+    """(subject, body, fields): format strings from the config, checked before anything is sent."""
     subject = ctx.config.get("maintenance", "remind_subject", REMIND_SUBJECT)
     body = ctx.config.get("maintenance", "remind_template", REMIND)
     # In ceo.ini a value continues on indented lines, which cannot be empty: `.` stands for one.
@@ -229,19 +245,28 @@ def _record_place(ctx, term):
                 pass
 
 
+def _mark(ctx, dns, description):
+    """Replace the description of many records, pipelined."""
+    conn = ctx.ldap(pipelined=True)
+    sent = [conn.modify(dn, directory.changes(replace={"description": [description]})) for dn in dns]
+    for msgid in sent:
+        conn.response(msgid)
+
+
 def _send_all(ctx, due, names, record, letter, result):
-    """In batches: record the batch (pipelined adds; a record already there means reminded),
-    then email each recorded member. A send that fails removes its record, so the next run
-    tries again; after SMTP_GIVE_UP failures in a row the run stops."""
+    """A batch at a time: record it (pipelined adds, each saying it is being sent; a record
+    already there means reminded), email each recorded member, then mark the batch sent. A
+    send that fails removes its record, so the next run tries again; after SMTP_GIVE_UP
+    failures in a row the run stops. A run that dies leaves at most one batch `sending`."""
     from ceo.services import mail
     subject, body, fields = letter
     sender = ("Computer Science Club", ctx.config.get("maintenance", "remind_from", f"exec@{fields['domain']}"))
-    note = f"reminded {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by {ctx.caller}"
     conn, sync, in_a_row = ctx.ldap(pipelined=True), ctx.ldap(), 0
-    for i in range(0, len(due), BATCH):
-        batch = [(uid, f"uid={uid},{record}") for uid in due[i:i + BATCH]]
-        sent = [(uid, dn, conn.add(dn, ["top", "account"], {"uid": uid, "description": note})) for uid, dn in batch]
-        claimed = []
+    for i in range(0, len(due), REMIND_BATCH):
+        claim = f"{SENDING} since {_stamp()} by {ctx.caller}"
+        batch = [(uid, f"uid={uid},{record}") for uid in due[i:i + REMIND_BATCH]]
+        sent = [(uid, dn, conn.add(dn, ["top", "account"], {"uid": uid, "description": claim})) for uid, dn in batch]
+        claimed, went = [], []
         for uid, dn, msgid in sent:
             code = conn.response(msgid)["result"]
             if code == directory.SUCCESS:
@@ -255,7 +280,7 @@ def _send_all(ctx, due, names, record, letter, result):
                 for rest, rest_dn in claimed[n:]:
                     directory.delete(sync, rest_dn, f"removing {rest_dn}", gone_ok=True)
                     result["failed"].append({"uid": rest, "message": "not tried: SMTP kept failing"})
-                return
+                break
             person = {**fields, "uid": uid, "cn": names[uid]}
             to = mail.address(ctx.config, uid)
             try:
@@ -268,8 +293,12 @@ def _send_all(ctx, due, names, record, letter, result):
                 ctx.audit({"uid": uid, "term": fields["term"]}, "failed", exc.message)
                 continue
             in_a_row = 0
+            went.append(dn)
             result["reminded"].append(uid)
             ctx.audit({"uid": uid, "term": fields["term"]}, "done")
+        _mark(ctx, went, f"reminded {_stamp()} by {ctx.caller}")
+        if in_a_row >= SMTP_GIVE_UP:
+            return
         ctx.progress(f"reminded {len(result['reminded'])} of {len(due)}")
 
 
@@ -279,14 +308,15 @@ def _summary(ctx, term, result, domain):
     subject = f"ceo members remind: {len(result['reminded'])} reminded for {term}" + \
         (f", {len(result['failed'])} FAILED" if result["failed"] else "")
     body = remind_summary(term, ctx.host, result["reminded"], [(f["uid"], f["message"]) for f in result["failed"]],
-                          result["earlier"])
+                          result["earlier"], result["unconfirmed"])
     try:
         mail.send(ctx, to=("Systems Committee alerts", to), sender=("ceo", f"ceo@{domain}"), subject=subject,
                   body=body, X_Ceo_Job="members-remind")
     except CeoError as exc:  # the reminders went; the summary is reported, not a reason to fail them
         ctx.emit({"step": "summary", "status": "warning", "message": f"summary to {to}: {exc.message}"})
-        return
+        return False
     ctx.emit({"step": "summary", "status": "done", "message": f"summary sent to {to}"})
+    return True
 
 
 def _render_reminded(console, r):
@@ -294,5 +324,7 @@ def _render_reminded(console, r):
         console.print(f"{'would remind' if r.get('check') else 'reminded'} {safe(uid)}")
     for f in r.get("failed", []):
         console.print(f"FAILED {safe(f['uid'])}: {safe(f['message'])}")
-    console.print(f"{r['term']}: {len(r.get('reminded', []))} reminded, {len(r.get('failed', []))} failed, "
-                  f"{r.get('earlier', 0)} reminded in earlier runs")
+    for uid in r.get("unconfirmed", []):
+        console.print(f"unconfirmed {safe(uid)} (a run died while emailing it: maybe sent, not sent again)")
+    console.print(f"{r['term']}: {len(r.get('reminded', []))} {'to remind' if r.get('check') else 'reminded'}, "
+                  f"{len(r.get('failed', []))} failed, {r.get('earlier', 0)} reminded in earlier runs")

@@ -41,9 +41,11 @@ The Computer Science Club
 """
 
 
-def remind_summary(term, host, reminded, failed, earlier) -> str:
+def remind_summary(term, host, reminded, failed, earlier, unconfirmed) -> str:
     lines = [f"ceo members remind on {host}, term {term}:",
              f"  reminded now: {len(reminded)}", f"  failed (retried next run): {len(failed)}",
-             f"  reminded in earlier runs: {earlier}", ""]
+             f"  reminded in earlier runs: {earlier}",
+             f"  unconfirmed (a run died while emailing them; not sent again): {len(unconfirmed)}", ""]
     lines += [f"reminded {uid}" for uid in reminded] + [f"FAILED {uid}: {why}" for uid, why in failed]
+    lines += [f"UNCONFIRMED {uid}" for uid in unconfirmed]
     return "\n".join(lines) + "\n\nYour Friend,\nceo\n"
