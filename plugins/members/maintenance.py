@@ -42,6 +42,10 @@ class JobLock:
         import fcntl
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        owner = os.fstat(self.fd).st_uid
+        if owner != os.geteuid():  # /run/lock is world-writable: someone else's file could be held for ever
+            os.close(self.fd)
+            raise CeoError(f"{self.path} belongs to uid {owner}, not to the helper's user: remove it")
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -178,9 +182,11 @@ def remind(ctx):
     letter = _letter(ctx, now, prev, lock_date)
     result = {"term": now, "reminded": [], "failed": [], "earlier": 0, "unconfirmed": [], "check": ctx.check}
     with _job(ctx, "remind"):
+        # Not an account locked for another reason than a lapsed membership (syscom's to lift).
         lapsed = {e["uid"][0]: acct.first(e, "cn") or e["uid"][0]
-                  for e in acct.search(ctx, f"(&(objectClass=member)(term={prev})(!(term={now})))", ["uid", "cn", "term"])
-                  if not _ahead(e, now)}
+                  for e in acct.search(ctx, f"(&(objectClass=member)(term={prev})(!(term={now})))",
+                                       ["uid", "cn", "term", "shadowExpire", "lockReason"])
+                  if not _ahead(e, now) and (not e.get("shadowExpire") or policy.renewal_unlocks(e))}
         record = reminders_dn(ctx, now)
         done = {e["uid"][0]: acct.first(e, "description") or ""
                 for e in acct.search(ctx, "(objectClass=account)", ["uid", "description"], base=record, scope="LEVEL")}
