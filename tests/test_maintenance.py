@@ -415,3 +415,19 @@ def test_local_connection_on_the_ldap_host_logs_one_line_per_run(cluster, clock,
         assert proc.returncode == 0, proc.stderr
         lines = [line for line in log if f"members.{job} by root" in line]
         assert len(lines) == 1 and counts in lines[0] and f"term {NOW}" in lines[0], log
+
+
+def test_an_account_locked_for_another_reason_is_left_as_it_is_and_not_reminded(cluster, clock):
+    clock(AFTER)
+    uid = bulk(cluster, 1, 43000)[0]
+    conn = root_ldap(cluster)
+    assert conn.modify(f"uid={uid},{PEOPLE}", {"shadowExpire": [(ldap3.MODIFY_ADD, ["5"])],
+                                               "lockReason": [(ldap3.MODIFY_ADD, ["abuse"])]}), conn.result
+    conn.unbind()
+    try:
+        assert uid not in ok(ceo(cluster, "ctdalek", "members", "expire", "--json"))["locked"]
+        assert lock_of(uid, RootLDAP(cluster)) == (["5"], ["abuse"])
+        assert uid not in ok(ceo(cluster, "ctdalek", "members", "remind", "--json"))["reminded"]
+        assert reminders_to(cluster, [uid]) == {uid: 0}
+    finally:
+        drop(cluster, [uid])
