@@ -6,8 +6,8 @@
     it on the LDAP host (the `local` connection: the helper is the client's child)
 (b) the floor: a plain ldap3 paged search over ldapi with the same filter, plus the same
     modifies (shadowExpire + lockReason) one after another over one connection
-Each process runs under /usr/bin/time for its peak resident memory: the client and the helper
-separately (the inventory wraps the helper in it too), and the floor's.
+Each process runs under /usr/bin/time for its peak resident memory: the helper on its own (the
+inventory wraps it in /usr/bin/time too), ceo with its helper, and the floor's.
 Targets: (a) within 1.5x of (b) for each; every process within a few tens of MB.
 The clock is set past the term's grace period ([testing] today) for the run and restored.
 """
@@ -173,8 +173,9 @@ def main() -> int:
               f"(a)/(b) = {med['a-check'] / med['b-check']:.2f}x")
         print(f"expire:         (a) ceo {med['a-lock']:.2f} s   (b) search + {len(lapsed):,} modifies "
               f"{med['b-lock']:.2f} s   (a)/(b) = {med['a-lock'] / med['b-lock']:.2f}x")
-        print(f"peak RSS: ceo client {max(mem['client']) / 1024:.0f} MB, its helper {max(mem['helper']) / 1024:.0f} MB, "
-              f"the floor's process {max(mem['floor']) / 1024:.0f} MB")
+        # /usr/bin/time's figure for ceo covers the largest of it and the helper it waited for.
+        print(f"peak RSS: the helper {max(mem['helper']) / 1024:.0f} MB, the largest of ceo and its helper "
+              f"{max(mem['client']) / 1024:.0f} MB, the floor's process {max(mem['floor']) / 1024:.0f} MB")
         good = all(med[f"a-{k}"] / med[f"b-{k}"] <= 1.5 for k in ("check", "lock"))
         print(f"target (a)/(b) <= 1.5x: {'met' if good else 'NOT met'}")
         return 0 if good else 1

@@ -105,7 +105,7 @@ def expire(ctx):
         if ctx.check:
             result["locked"] = due
             if due:
-                    ctx.emit({"step": "expire", "status": "would",
+                ctx.emit({"step": "expire", "status": "would",
                           "message": f"lock {len(due)} accounts not registered in {now}"})
         else:
             result["locked"], result["failed"] = _lock(ctx, due)
