@@ -24,6 +24,8 @@ def _global_options(parser):
     parser.add_argument("-i", "--inventory", metavar="FILE",
                         help="inventory (default $CEO_INVENTORY or /etc/csc/hosts.ini)")
     parser.add_argument("-c", "--config", metavar="FILE", help="config (default $CEO_CONFIG or /etc/csc/ceo.ini)")
+    parser.add_argument("--keytab", metavar="FILE", help="log in with this keytab's principal, not your ticket "
+                        "(unattended jobs; default [kerberos] client_keytab)")
 
 
 def _add_param(parser, p):
@@ -84,7 +86,7 @@ def _selected_plugin(argv) -> str | None:
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("-i", "--inventory", "-c", "--config"):
+        elif arg in ("-i", "--inventory", "-c", "--config", "--keytab"):
             skip = True
         elif not arg.startswith("-"):
             return arg
@@ -150,6 +152,10 @@ def run_command(verb, ns, config, inv_path) -> int:
         if ns.check and verb.mutating and not verb.check:
             raise BadInput(f"{verb.qualname} has no --check mode")
         _confirm(verb, args, ns)
+        keytab = getattr(ns, "keytab", None) or config.get("kerberos", "client_keytab")
+        if keytab:
+            from .transport import use_keytab
+            use_keytab(keytab)
         from .inventory import Inventory
         from .runner import Run, run_verb
         inventory = Inventory.load(inv_path)

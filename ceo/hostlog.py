@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 
-def log(text: str):
+def log(text: str, level: str = "LOG_ERR"):
+    """level: a syslog priority name; LOG_INFO for what a job did (one line per run)."""
     import syslog
     try:
         for line in text.splitlines():
-            syslog.syslog(syslog.LOG_ERR, line)
+            syslog.syslog(getattr(syslog, level), line)
     except OSError:
         pass

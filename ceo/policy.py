@@ -315,3 +315,40 @@ def group_manager_guard(ctx, args):
     given = protected & set(ties(ctx.config).get(group, Tie()).groups)
     if given:
         raise NotPermitted(f"{group} gives {', '.join(sorted(given))}: only syscom changes its members")
+
+# --- maintenance -------------------------------------------------------------------------------
+# The unattended jobs (`members expire`, `members remind`) run as syscom, as root on the LDAP
+# host itself (the `local` connection), or as a maintenance account: a principal whose keytab
+# the job's host holds, with a plain posixAccount in LDAP, named in `[maintenance] accounts`.
+
+def maintenance_account(ctx, args):
+    """Permit: the maintenance accounts (`[maintenance] accounts`) may run the maintenance jobs,
+    and nothing else. Never a member account: every account ceo creates is one, so office
+    cannot make an account of that name and inherit the right."""
+    from .services.directory import user_dn
+    if ctx.caller not in ctx.config.getlist("maintenance", "accounts", ""):
+        return None
+    entry = ctx.ldap().entries(user_dn(ctx.config, ctx.caller), "(objectClass=posixAccount)", ["objectClass"], "BASE")
+    if not entry or "member" in {c.lower() for c in entry[0].get("objectClass", [])}:
+        return f"{ctx.caller} is named in [maintenance] accounts but is a member account (or none): refused"
+    return True
+
+
+def never_locked(ctx) -> set[str]:
+    """The uids `members expire` never locks, whatever their terms: the protected accounts
+    (see protected(): syscom, office and exec, and `[policy] protected_accounts`), read in one
+    search of their groups rather than one per member."""
+    from .services import directory
+    names = sorted(protected_groups(ctx.config))
+    out = set(ctx.config.getlist("policy", "protected_accounts", ""))
+    if not names:
+        return out
+    flt = "(|" + "".join(f"(cn={directory.escape(n)})" for n in names) + ")"
+    people = directory.people_dn(ctx.config).lower()
+    for group in ctx.ldap().entries(directory.groups_dn(ctx.config), flt, ["uniqueMember", "memberUid"], "LEVEL"):
+        out.update(group.get("memberUid", []))
+        for dn in group.get("uniqueMember", []):
+            rdn, _, rest = dn.partition(",")
+            if rdn.lower().startswith("uid=") and rest.replace(" ", "").lower() == people.replace(" ", ""):
+                out.add(rdn[4:])
+    return out

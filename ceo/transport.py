@@ -37,6 +37,19 @@ def ticket():
         raise NoTicket("no Kerberos ticket: run kinit") from None
 
 
+def use_keytab(path: str):
+    """Log in with the first principal of a keytab instead of the caller's ticket: MIT krb5
+    gets initiator credentials from $KRB5_CLIENT_KTNAME when the ccache has none, and the ccache
+    is this process's memory, so no ticket a user holds is used and none is written to disk."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise BadInput(f"cannot read the keytab {path}: {exc.strerror or exc}") from None
+    os.environ["KRB5_CLIENT_KTNAME"] = os.path.abspath(path)
+    os.environ["KRB5CCNAME"] = f"MEMORY:ceo-{os.getpid()}"
+
+
 class Session:
     """A helper on one host: hello once, then requests with ids, answered in order."""
 

@@ -188,6 +188,26 @@ port = 25
 
 [audit]
 file = {STATE}/audit.jsonl
+
+# --- maintenance: `ceo members expire` and `ceo members remind` (README, contrib/).
+# Tests move ceo's clock with `[testing] today = YYYY-MM-DD` (ceo/terms.py clock()), never set here.
+[maintenance]
+# Lapsed accounts are locked this many days after their term's first day.
+expire_grace_days = 28
+# Accounts that may run the two jobs (a keytab's principal and a non-member posixAccount).
+accounts = ceo-cron
+alerts_to = syscom-alerts@{DOMAIN}
+remind_from = exec@{DOMAIN}
+remind_subject = Your Computer Science Club membership: renew for {{term}}
+remind_template = Hello {{cn}},
+    .
+    Your membership of the Computer Science Club ({{uid}}) was for {{previous}}; you have not
+    renewed for {{term}} yet. Accounts not renewed by {{lock_date}} are locked until they are.
+    .
+    To renew, come to the club office (MC 3036/3037) with your WatCard and the term's fee, or
+    send the office a request from your @{DOMAIN} address at office@{DOMAIN}.
+    .
+    The Computer Science Club
 """)
     (etc / "ceo.ini").chmod(0o644)
     # Created 0600 (not chmod-ed after writing): there is no moment a member could read it.
