@@ -18,6 +18,7 @@ from ceo.errors import AlreadyExists, BadInput, NotFound
 from ceo.plugin import Str, Uid
 from ceo.services import directory, homes
 from plugins.members import accounts as acct
+from plugins.members.commands import delete_account
 
 from . import plugin
 
@@ -49,17 +50,7 @@ def add(run, name, description):
 def delete(run, name):
     run.prepare(["ldap", "homes"])
     run.call("groups.club_account", {"name": name}, role="ldap")  # a club, not a member or a group
-    home = run.step("members.remove_home", {"uid": name, "kind": "club"}, role="homes",
-                    describe=f"home directory of {name}")
-    run.step("members.remove_ldap", {"uid": name, "archived": (home or {}).get("archived"), "kind": "club"},
-             role="ldap", describe=f"LDAP entries of {name}")
-    # Last, and by address (the account is gone): a failed delete keeps its list roles.
-    run.step("lists.unsubscribe_all", {"who": f"{name}@{run.config.get('ceo', 'domain')}"}, role="mail",
-             describe="list subscriptions and roles", best_effort=True)
-    if home and home.get("remove_after"):
-        run.step("members.purge_home", {"path": home["moved_to"]}, role="homes", describe="removing the old home",
-                 best_effort=True)
-    return {"name": name, "home": (home or {}).get("archived")}
+    return {"name": name, "home": delete_account(run, name, "club")}
 
 
 # --- steps ------------------------------------------------------------------------------------

@@ -185,16 +185,25 @@ def _render_password(console, result):
 def delete(run, uid):
     run.prepare(["ldap", "kerberos", "homes"])
     run.call("members.info", {"uid": uid}, role="ldap")
-    home = run.step("members.remove_home", {"uid": uid}, role="homes", describe=f"home directory of {uid}")
-    run.step("members.remove_ldap", {"uid": uid, "archived": (home or {}).get("archived")}, role="ldap",
-             describe=f"LDAP entries of {uid}")
-    run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
-    # Last, and by address (the account is gone): a failed delete keeps its subscriptions.
+    return {"uid": uid, "home": delete_account(run, uid, "member")}
+
+
+def delete_account(run, uid, kind) -> str | None:
+    """The steps that delete a member's or a club's account (`groups delete`), in order: its
+    home, its LDAP entries with every reference (a tombstone stays), a member's principal;
+    then, best effort, its lists and the home moved aside. Returns where the home went."""
+    home = run.step("members.remove_home", {"uid": uid, "kind": kind}, role="homes",
+                    describe=f"home directory of {uid}")
+    run.step("members.remove_ldap", {"uid": uid, "archived": (home or {}).get("archived"), "kind": kind},
+             role="ldap", describe=f"LDAP entries of {uid}")
+    if kind == "member":
+        run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
+    # Last, and by address (the account is gone): a failed delete keeps its subscriptions and roles.
     run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
-             describe="list subscriptions", best_effort=True)
+             describe="list subscriptions and roles", best_effort=True)
     if home and home.get("remove_after"):
         run.step("members.purge_home", {"path": home["moved_to"]}, role="homes", describe="removing the old home",
                  best_effort=True)
-    return {"uid": uid, "home": (home or {}).get("archived")}
+    return (home or {}).get("archived")
 
 
