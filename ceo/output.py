@@ -130,3 +130,8 @@ def safe(text) -> str:
     renderer prints."""
     return plain(text).replace("[", "\\[")
 
+
+
+def count(n: int, noun: str) -> str:
+    """`1 member`, `2 members`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

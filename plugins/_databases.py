@@ -18,7 +18,7 @@ import os
 
 from ceo import policy
 from ceo.errors import BadInput, NotFound
-from ceo.output import safe
+from ceo.output import count, safe
 from ceo.plugin import Str, Uid
 from ceo.services import homes, sql
 
@@ -107,7 +107,7 @@ def declare(plugin, engine: Engine):
         for r in rows:
             table.add_row(safe(r["database"]), safe(r["owner"]), _size(r["bytes"]))
         console.print(table)
-        console.print(f"{len(rows)} databases")
+        console.print(count(len(rows), "database"))
 
     @plugin.verb("list", f"The {label} databases ceo made: owner and size (syscom)", role="databases",
                  allow=("syscom",), render=render_list)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ceo import policy
 from ceo.errors import CeoError, NotFound, PartlyDone
-from ceo.output import safe
+from ceo.output import count, safe
 from ceo.plugin import Flag
 from ceo.services import directory
 
@@ -183,7 +183,7 @@ def _render_group(console, r):
     for m in r["members"]:
         table.add_row(safe(m["uid"]), safe(m["name"] or ""), safe(", ".join(m["given_by"]) or "(own)"))
     console.print(table)
-    console.print(f"{len(r['members'])} members")
+    console.print(count(len(r["members"]), "member"))
 
 
 @plugin.verb("list", "Clubs and groups, with member counts (--clubs: clubs only)", role="ldap",

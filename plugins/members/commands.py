@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ceo import terms as T
 from ceo.errors import NOT_PERMITTED, AlreadyExists, BadInput, CeoError
-from ceo.output import safe
+from ceo.output import count, safe
 from ceo.plugin import Flag, Str, Term, Uid
 
 from . import accounts as acct
@@ -115,7 +115,7 @@ def _render_list(console, rows):
         last = (r["terms"] or r["nonMemberTerms"])[-3:]
         table.add_row(r["uid"], safe(r["name"] or ""), safe(r["program"] or ""), " ".join(last), "yes" if r["locked"] else "")
     console.print(table)
-    console.print(f"{len(rows)} accounts")
+    console.print(count(len(rows), "account"))
 
 
 @plugin.composite("modify", "Change a member's login shell or mail forwarding", check=True, params=[

@@ -18,7 +18,7 @@ from ceo import policy
 from ceo import terms as T
 from ceo.errors import AlreadyExists, CeoError, ServiceUnavailable
 from ceo.hostlog import log
-from ceo.output import safe
+from ceo.output import count, safe
 from ceo.services import directory
 
 from . import accounts as acct
@@ -106,12 +106,12 @@ def expire(ctx):
             result["locked"] = due
             if due:
                 ctx.emit({"step": "expire", "status": "would",
-                          "message": f"lock {len(due)} accounts not registered in {now}"})
+                          "message": f"lock {count(len(due), 'account')} not registered in {now}"})
         else:
             result["locked"], result["failed"] = _lock(ctx, due)
             if result["locked"]:
                 ctx.emit({"step": "expire", "status": "done",
-                          "message": f"locked {len(result['locked'])} accounts not registered in {now}"})
+                          "message": f"locked {count(len(result['locked']), 'account')} not registered in {now}"})
     _syslog(ctx, "expire", f"term {now}, {len(result['locked'])} {'to lock' if ctx.check else 'locked'}, "
                            f"{len(result['failed'])} failed, {result['protected']} protected left open")
     if not result["locked"] and not result["failed"]:
@@ -198,7 +198,7 @@ def remind(ctx):
         if ctx.check:
             result["reminded"] = due
             if due:
-                ctx.emit({"step": "remind", "status": "would", "message": f"email {len(due)} members of {prev}"})
+                ctx.emit({"step": "remind", "status": "would", "message": f"email {count(len(due), 'member')} of {prev}"})
         else:
             if due:
                 _record_place(ctx, now)
