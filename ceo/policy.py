@@ -107,7 +107,8 @@ def refuse_reserved_name(ctx, uid: str):
     checks its own host (the client asks every host of the inventory) and the lists."""
     import grp
     import pwd
-    reserved = set(RESERVED.split()) | set(ctx.config.getlist("policy", "reserved_names", ""))
+    reserved = (set(RESERVED.split()) | set(ctx.config.getlist("policy", "reserved_names", ""))
+                | set(ctx.config.getlist("maintenance", "accounts", "")))  # their rights come with the name
     for known, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
         try:
             lookup(uid)
@@ -323,14 +324,21 @@ def group_manager_guard(ctx, args):
 
 def maintenance_account(ctx, args):
     """Permit: the maintenance accounts (`[maintenance] accounts`) may run the maintenance jobs,
-    and nothing else. Never a member account: every account ceo creates is one, so office
-    cannot make an account of that name and inherit the right."""
+    and nothing else. Never a member or club account, nor a number ceo hands out: office could
+    make such an account of that name (the names are also reserved) and inherit the right."""
     from .services.directory import user_dn
     if ctx.caller not in ctx.config.getlist("maintenance", "accounts", ""):
         return None
-    entry = ctx.ldap().entries(user_dn(ctx.config, ctx.caller), "(objectClass=posixAccount)", ["objectClass"], "BASE")
-    if not entry or "member" in {c.lower() for c in entry[0].get("objectClass", [])}:
-        return f"{ctx.caller} is named in [maintenance] accounts but is a member account (or none): refused"
+    entry = ctx.ldap().entries(user_dn(ctx.config, ctx.caller), "(objectClass=posixAccount)",
+                               ["objectClass", "uidNumber"], "BASE")
+    classes = {c.lower() for c in entry[0].get("objectClass", [])} if entry else set()
+    number = int(entry[0]["uidNumber"][0]) if entry and entry[0].get("uidNumber") else None
+    # Nor a club account: every member of a club's group can act as the club (its sudo rule).
+    # Nor any number ceo hands out, whatever the entry's class says.
+    managed = number is not None and any(low <= number <= high for low, high in
+                                         (number_range(ctx.config, kind) for kind in KINDS))
+    if not entry or classes & {cls for cls, *_ in KINDS.values()} or managed:
+        return f"{ctx.caller} is named in [maintenance] accounts but is a member or club account (or none): refused"
     return True
 
 

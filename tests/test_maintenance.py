@@ -14,6 +14,7 @@ import datetime
 import json
 import mailbox
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -249,7 +250,7 @@ def test_remind_killed_halfway_and_run_again_sends_nobody_a_second_email(cluster
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         new = cluster.state / "mail" / "sink" / "new"
         seen = len(os.listdir(new))
-        holder = wait_for_holder("/run/lock/ceo-members-remind.lock", run)
+        holder = wait_for_holder("/run/ceo/ceo-members-remind.lock", run)
         while len(os.listdir(new)) - seen < 60:  # past the first batch (of 50)
             assert run.poll() is None, "the run ended before it could be killed halfway"
             time.sleep(0.001)
@@ -278,7 +279,7 @@ def test_two_concurrent_runs_one_works_the_other_exits_1(cluster, clock):
     try:
         first = subprocess.Popen(["ceo", "members", "remind", "--json"], env=cluster.env("ctdalek"),
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        holder = wait_for_holder("/run/lock/ceo-members-remind.lock", first)
+        holder = wait_for_holder("/run/ceo/ceo-members-remind.lock", first)
         os.kill(holder, signal.SIGSTOP)  # hold the first run inside its job, deterministically
         try:
             second = ceo(cluster, "ctdalek", "members", "remind")
@@ -397,9 +398,67 @@ def test_a_member_account_of_the_maintenance_name_is_refused(cluster, clock, tmp
     CONFIG.write_text(set_clock_text + f"\n[testing]\ntoday = {AFTER.isoformat()}\n")
     try:
         proc = ceo(cluster, "regular1", "members", "expire", "--check")
-        assert proc.returncode == 3 and "is a member account" in proc.stderr, proc.stderr
+        assert proc.returncode == 3 and "is a member or club account" in proc.stderr, proc.stderr
     finally:
         clock(AFTER)
+
+
+@pytest.mark.parametrize("change", [{"objectClass": [(ldap3.MODIFY_ADD, ["club"])]},
+                                    {"uidNumber": [(ldap3.MODIFY_REPLACE, [30999])]}],
+                         ids=["a club account", "a number ceo hands out"])
+def test_a_club_or_managed_number_of_the_maintenance_name_is_refused(cluster, clock, cron_keytab, change):
+    """Found by a review: a club named ceo-cron made every member of its group (who may act as
+    the club through its sudo rule) a maintenance account."""
+    clock(AFTER)
+    dn = f"uid=ceo-cron,{PEOPLE}"
+    conn = root_ldap(cluster)
+    assert conn.search(dn, "(objectClass=*)", "BASE", attributes=list(change))
+    before = {k: conn.response[0]["raw_attributes"][k] for k in change}
+    assert conn.modify(dn, change), conn.result
+    try:
+        env = cluster.env(None)
+        proc = ceo(cluster, None, "--keytab", str(cron_keytab), "members", "expire", "--check", env=env)
+        assert proc.returncode == 3 and "is a member or club account" in proc.stderr, proc.stderr
+    finally:
+        assert conn.modify(dn, {k: [(ldap3.MODIFY_REPLACE, v)] for k, v in before.items()}), conn.result
+        conn.unbind()
+
+
+def test_the_maintenance_names_are_reserved(cluster, clock):
+    """No club (nor member) may take a maintenance account's name: its rights come with it."""
+    clock(AFTER)
+    CONFIG.write_text(ORIGINAL_CONFIG.replace("accounts = ceo-cron", "accounts = ceo-cron ceo-nightly")
+                      + f"\n[testing]\ntoday = {AFTER.isoformat()}\n")
+    try:
+        for argv in (["groups", "add", "ceo-nightly", "--description", "Nightly Club"],
+                     ["members", "add", "ceo-nightly", "--cn", "Nightly Person", "--no-welcome"]):
+            proc = ceo(cluster, "ctdalek", *argv, "--yes")
+            assert proc.returncode == 2 and "ceo-nightly is a reserved name" in proc.stderr, proc.stderr
+    finally:
+        clock(AFTER)
+
+
+def test_a_member_cannot_block_the_jobs_with_a_lock_file(cluster, clock):
+    """Found by a review: the locks were in the world-writable /run/lock, where a member's
+    empty file of the lock's name stopped the job for good. They are in root's /run/ceo."""
+    clock(AFTER)
+    os.makedirs("/run/lock", mode=0o1777, exist_ok=True)
+    os.chmod("/run/lock", 0o1777)
+    squat = "/run/lock/ceo-members-expire.lock"
+    if os.path.lexists(squat):
+        os.unlink(squat)
+    uid = pwd.getpwnam("regular1").pw_uid
+    assert subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "touch", squat]).returncode == 0
+    try:
+        assert ceo(cluster, "ctdalek", "members", "expire", "--check").returncode == 0
+        assert ceo(cluster, "ctdalek", "members", "expire", "--yes").returncode == 0
+        st = os.lstat("/run/ceo")
+        assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o700")
+        inside = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "touch",
+                                 "/run/ceo/x"], capture_output=True)
+        assert inside.returncode != 0
+    finally:
+        os.unlink(squat)
 
 
 def test_local_connection_on_the_ldap_host_logs_one_line_per_run(cluster, clock, tmp_path):

@@ -36,16 +36,22 @@ class JobLock:
 
     def __init__(self, ctx, job: str):
         self.job, self.host = job, ctx.host
-        self.path = os.path.join(ctx.config.get("maintenance", "lock_dir", "/run/lock"), f"ceo-members-{job}.lock")
+        self.path = os.path.join(ctx.config.get("maintenance", "lock_dir", "/run/ceo"), f"ceo-members-{job}.lock")
 
     def __enter__(self):
         import fcntl
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        import stat
+        # The helper's own directory, not the world-writable /run/lock: there anyone could
+        # leave a file of that name and stop the job for good (a review found it).
+        directory = os.path.dirname(self.path)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise CeoError(f"{directory} must be a directory of the helper's user that no one else can write")
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        owner = os.fstat(self.fd).st_uid
-        if owner != os.geteuid():  # /run/lock is world-writable: someone else's file could be held for ever
-            os.close(self.fd)
-            raise CeoError(f"{self.path} belongs to uid {owner}, not to the helper's user: remove it")
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
