@@ -95,11 +95,25 @@ def unsubscribe_all(ctx, who):
     return ctx.changed(lists=[m.list_name for m in found], roles=[f"{role} of {m.list_name}" for m, role in roles])
 
 
-@plugin.verb("roles", "Step: the lists on which a new account's address is already owner or moderator", role="mail",
-             allow=policy.STAFF, hidden=True, params=[Uid("uid", positional=True)])
+@plugin.verb("roles", "Step: a new account's address: a list's own, or already a list's owner or moderator",
+             role="mail", allow=policy.STAFF, hidden=True, params=[Uid("uid", positional=True)])
 def roles(ctx, uid):
     address = mailman.member_address(ctx, uid)
-    return {"address": address, "roles": [f"{role} of {m.list_name}" for m, role in mailman.roles_of(ctx, address)]}
+    return {"address": address, "list": mailman.list_address_named(ctx, uid),
+            "roles": [f"{role} of {m.list_name}" for m, role in mailman.roles_of(ctx, address)]}
+
+
+def refuse_list_addresses(run, uid: str):
+    """Client side, before a new account is written: its address may not be a list's (the
+    account would be a list's posting address, `csc-general`, or `csc-general-owner`), nor
+    inherit a deleted account's list roles. Mailman down: a warning (the step is best effort)."""
+    from ceo.errors import AlreadyExists
+    held = run.step("lists.roles", {"uid": uid}, role="mail", best_effort=True,
+                    describe=f"checked the lists for {uid}'s address")
+    if held and held.get("list"):
+        raise AlreadyExists(f"{held['address']} is an address of the list {held['list']}: choose another name")
+    if held and held["roles"]:
+        raise AlreadyExists(f"{held['address']} is still {', '.join(held['roles'])}; remove those roles first")
 
 
 def set_membership(ctx, list, who, subscribed: bool):

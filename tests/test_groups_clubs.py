@@ -249,7 +249,10 @@ BAD = [("*)(uid=*", 2, "is not a user name"), ("../x", 2, "is not a user name"),
        ("x'; DROP", 2, "is not a user name"), ("a\nb", 2, "control character"),
        ("root", 2, "root is already a user"), ("sudo", 2, "sudo is already a group"),
        ("webmaster", 2, "webmaster is a reserved name"), ("club1", 2, "club1 is already"),
-       ("regular1", 2, "regular1 is already a user"), ("syscom", 2, "syscom is already a group")]
+       ("regular1", 2, "regular1 is already a user"), ("syscom", 2, "syscom is already a group"),
+       # a list's own addresses (found by a review): the club would be the list's posting address
+       ("syscom-alerts", 2, "is an address of the list syscom-alerts"),
+       ("csc-general-owner", 2, "is an address of the list csc-general")]
 
 
 @pytest.mark.parametrize("bad,code,says", BAD, ids=[b for b, *_ in BAD])

@@ -407,7 +407,9 @@ def test_no_principal_for_a_system_account(cluster, connect, name):
 
 
 @pytest.mark.parametrize("name, why", [("sudo", "already a group"), ("adm", "adm is already a group on"),
-                                       ("postgres", "already a user"), ("postmaster", "reserved name")])
+                                       ("postgres", "already a user"), ("postmaster", "reserved name"),
+                                       ("csc-general", "is an address of the list csc-general"),
+                                       ("exec-request", "is an address of the list exec")])
 def test_system_names_cannot_become_members(cluster, ldap, name, why):
     proc = ceo(cluster, "ofstaff", "add", name, "--cn", "Sneaky")
     assert proc.returncode == 2 and why in proc.stderr

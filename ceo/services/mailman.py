@@ -81,6 +81,19 @@ def unsubscribe(ctx, mlist, address: str):
 PRIVILEGED = ("owner", "moderator")
 
 
+# The addresses Mailman 3 answers for each list besides the list's own (LIST-owner@, ...).
+LIST_SUFFIXES = ("bounces", "confirm", "join", "leave", "owner", "request", "subscribe", "unsubscribe")
+
+
+def list_address_named(ctx, name: str) -> str | None:
+    """The list whose posting or service address `name@domain` would be (None if no list's)."""
+    lists = call(ctx, lambda: [m.list_name for m in client(ctx).lists])
+    for mlist in lists:
+        if name == mlist or (name.startswith(mlist + "-") and name[len(mlist) + 1:] in LIST_SUFFIXES):
+            return mlist
+    return None
+
+
 def roles_of(ctx, address: str) -> list[tuple[object, str]]:
     """(list, role) for every list on which `address` is an owner or a moderator."""
     from urllib.error import HTTPError

@@ -17,6 +17,7 @@ from ceo import policy
 from ceo.errors import AlreadyExists, BadInput, NotFound
 from ceo.plugin import Str, Uid
 from ceo.services import directory, homes
+from plugins.lists import refuse_list_addresses
 from plugins.members import accounts as acct
 from plugins.members.commands import delete_account
 
@@ -32,10 +33,7 @@ Description = Str("description", "what the club is called, e.g. 'Women in Comput
 def add(run, name, description):
     run.prepare(["ldap", "homes"])
     run.everywhere("members.name_free", {"uid": name})  # a system name on any host is no club's
-    held = run.step("lists.roles", {"uid": name}, role="mail", best_effort=True,
-                    describe=f"checked the lists for roles {name} would inherit")
-    if held and held["roles"]:
-        raise AlreadyExists(f"{held['address']} is still {', '.join(held['roles'])}; remove those roles first")
+    refuse_list_addresses(run, name)
     account = run.step("groups.create", {"name": name, "description": description}, role="ldap",
                        describe=f"club account {name}, its group and sudo rule")
     home = run.step("groups.home", {"name": name}, role="homes", describe=f"shared home of {name}")

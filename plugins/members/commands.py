@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ceo import terms as T
-from ceo.errors import NOT_PERMITTED, AlreadyExists, BadInput, CeoError
+from ceo.errors import NOT_PERMITTED, BadInput, CeoError
 from ceo.output import count, safe
 from ceo.plugin import Flag, Str, Term, Uid
+
+from plugins.lists import refuse_list_addresses
 
 from . import accounts as acct
 from . import plugin
@@ -24,10 +26,7 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
     # Before anything is written: the address the account would get may still be a list's owner
     # or moderator (a deleted account's); the new person would inherit that. Mailman down: a
     # warning, as for the subscription (the create step checks the directory itself).
-    held = run.step("lists.roles", {"uid": uid}, role="mail", best_effort=True,
-                    describe=f"checked the lists for roles {uid} would inherit")
-    if held and held["roles"]:
-        raise AlreadyExists(f"{held['address']} is still {', '.join(held['roles'])}; remove those roles first")
+    refuse_list_addresses(run, uid)
     kind = "clubrep" if clubrep else "member"
     try:
         account = run.step("members.create", {"uid": uid, "cn": cn, "given_name": given_name, "sn": sn,
