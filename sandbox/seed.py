@@ -112,11 +112,11 @@ def homes():
             os.chown(path, number, number, follow_symlinks=False)
         home.chmod(0o755)
     # The club's home is shared by its group, as `groups add` makes it: setgid, default ACLs.
-    from ceo.services.homes import group_acl, set_acl
+    from ceo.services.homes import share
     club = HOMES / SEED_CLUB[0]
     for path in [club, *(p for p in club.rglob("*") if p.is_dir() and not p.is_symlink())]:
         path.chmod(path.stat().st_mode & 0o7777 | 0o2000)
-    set_acl(str(club), group_acl(SEED_CLUB[2]))
+    share(str(club), SEED_CLUB[2])
 
 
 def write_ceo_config(etc: Path):

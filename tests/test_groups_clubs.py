@@ -130,12 +130,14 @@ def test_a_club_is_an_account_with_a_group_a_sudo_rule_and_a_shared_home(cluster
     # The home: the club's, its group's, setgid, with default ACLs; www and the skeleton's files.
     home = f"/users/{name}"
     st = os.lstat(home)
-    assert (st.st_uid, st.st_gid) == (number, number) and oct(st.st_mode & 0o7777) == oct(0o2775)
+    assert (st.st_uid, st.st_gid) == (number, number) and oct(st.st_mode & 0o7777) == oct(0o2771)
     acl = getfacl(home)
-    assert {f"group:{name}:rwx", "mask::rwx", "other::r-x", f"default:group:{name}:rwx", "default:group::rwx",
-            "default:mask::rwx", "default:user::rwx"} <= acl, acl
+    # Others pass through the home (to www) and read nothing else, now or later.
+    assert {f"group:{name}:rwx", "mask::rwx", "other::--x", f"default:group:{name}:rwx", "default:group::rwx",
+            "default:mask::rwx", "default:user::rwx", "default:other::---"} <= acl, acl
     assert os.path.isdir(f"{home}/www") and not os.path.islink(f"{home}/www")
-    assert f"default:group:{name}:rwx" in getfacl(f"{home}/www")
+    assert {f"default:group:{name}:rwx", "other::r-x", "default:other::r-x"} <= getfacl(f"{home}/www")
+    assert "other::---" in getfacl(f"{home}/.bashrc")
     for path in (f"{home}/.bashrc", f"{home}/www/index.html"):
         st = os.lstat(path)
         assert (st.st_uid, st.st_gid) == (number, number) and f"group:{name}:rw-" in getfacl(path), path
@@ -160,6 +162,13 @@ def test_what_one_club_member_writes_another_can_change_and_a_non_member_cannot(
     refused = as_user("regular1", "sh", "-c", f"echo five > /users/{name}/www/new.txt")
     assert refused.returncode != 0 and not os.path.exists(f"/users/{name}/www/new.txt")
     assert open(page).read() == "one\ntwo\n"
+    # Outside www a club's files are its members' alone (found by a review: the default ACL
+    # used to make them world-readable whatever the umask); www is for the web server.
+    secret = f"/users/{name}/db.conf"
+    assert as_user("regular2", "sh", "-c", f"umask 022; echo secret > {secret}").returncode == 0
+    assert as_user("clubrep1", "cat", secret).stdout == "secret\n"
+    assert as_user("regular1", "cat", secret).returncode != 0
+    assert as_user("regular1", "cat", page).stdout == "one\ntwo\n"
 
 
 def test_club_members_sudo_as_the_club_without_a_password_and_others_cannot(cluster, root, cleanup):

@@ -127,21 +127,33 @@ def put_back_old(directory: str, name: str):
 # so no link swapped in can redirect an ACL or a chown. (pylibacl would need a compiler and
 # libacl headers on every host, and sets default ACLs by path just the same.)
 
-def group_acl(group_number: int) -> str:
+def group_acl(group_number: int, others: str = "---") -> str:
     """Every entry rw (directories rwx) for the group; each directory's default ACL hands the
-    same to what is created in it later, by any member of the group, whatever their umask."""
+    same to what is created in it later, by any member of the group, whatever their umask.
+    Others get `others` ("---", or "rX" where the web server must read)."""
     g = int(group_number)
-    return (f"u::rwX,g::rwX,g:{g}:rwX,m::rwX,o::rX,"
-            f"d:u::rwx,d:g::rwx,d:g:{g}:rwx,d:m::rwx,d:o::rx")
+    return (f"u::rwX,g::rwX,g:{g}:rwX,m::rwX,o::{others},"
+            f"d:u::rwx,d:g::rwx,d:g:{g}:rwx,d:m::rwx,d:o::{others.replace('X', 'x')}")
 
 
-def set_acl(path: str, spec: str):
-    """setfacl -R on path, never following a link (-P)."""
+def share(path: str, number: int, public=("www",)):
+    """The ACLs of a home the group `number` shares: the group everywhere; others may only
+    pass through the home and read what is in `public` (the web server serves ~club/www). A
+    club's other files are its members' alone, whatever umask made them (a review found the
+    defaults had made every new file world-readable)."""
+    set_acl(path, group_acl(number))
+    for name in public:
+        set_acl(os.path.join(path, name), group_acl(number, "rX"))
+    set_acl(path, "o::x", recursive=False)
+
+
+def set_acl(path: str, spec: str, recursive: bool = True):
+    """setfacl (-R: the tree) on path, never following a link (-P)."""
     import subprocess
     from ..errors import ServiceUnavailable
     try:
-        proc = subprocess.run(["setfacl", "-R", "-P", "-m", spec, "--", path], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(["setfacl", *(["-R"] if recursive else []), "-P", "-m", spec, "--", path],
+                              capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
         raise ServiceUnavailable("setfacl is not installed on this host (Debian's acl package)") from None
     if proc.returncode != 0:
@@ -167,7 +179,7 @@ def copy_shared_skeleton(skel: str, path: str, number: int, dirs=("www",)):
                 raise BadInput(f"the skeleton's {name} is not a directory; ask syscom to look at {skel}")
         for root, _, _ in os.walk(new):  # real directories only: links are not followed
             os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) | stat.S_ISGID)
-        set_acl(new, group_acl(number))
+        share(new, number, dirs)
         os.rename(new, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
