@@ -303,7 +303,7 @@ def test_names_from_ldap_reach_the_terminal_neutralised(cluster, ldap, member, c
 # --- steps are not commands -------------------------------------------------------------------
 
 STEPS = ["create", "principal", "password", "home", "welcome", "announce", "info", "forwarding",
-         "set_shell", "set_forwarding", "lookup", "renew_rows", "renew_terms", "remove_home",
+         "set_shell", "set_forwarding", "renew_lookup", "university", "renew_rows", "renew_terms", "remove_home",
          "purge_home", "remove_ldap", "remove_principal"]
 
 
