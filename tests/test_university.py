@@ -40,20 +40,31 @@ def program(root, uid):
     return (root.read(f"uid={uid},{PEOPLE}") or {}).get("program")
 
 
+def forget(cluster, root, uid):
+    """No account uid, and no tombstone (deleted names are not reused): the directory's
+    people can be added again by the next run on the same sandbox."""
+    if root.read(f"uid={uid},{PEOPLE}"):
+        ceo(cluster, "ctdalek", "delete", uid, "--yes")
+
+    def drop(conn):
+        conn.search(f"ou=Tombstones,{BASE}", f"(uid={uid})", search_scope=ldap3.LEVEL, attributes=["uid"])
+        for dn in [r["dn"] for r in conn.response if r.get("type") == "searchResEntry"]:
+            conn.delete(dn)
+    root._do(drop)
+
+
 @pytest.fixture
 def fresh(cluster, root):
     """A directory person who is no CSC account yet; deleted again afterwards."""
     made = []
 
     def take(uid):
-        if root.read(f"uid={uid},{PEOPLE}"):  # left by an interrupted run
-            ceo(cluster, "ctdalek", "delete", uid, "--yes")
+        forget(cluster, root, uid)  # left by an interrupted run
         made.append(uid)
         return uid
     yield take
     for uid in made:
-        if root.read(f"uid={uid},{PEOPLE}"):
-            ceo(cluster, "ctdalek", "delete", uid, "--yes")
+        forget(cluster, root, uid)
 
 
 # --- members add --------------------------------------------------------------------------
