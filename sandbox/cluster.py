@@ -26,7 +26,8 @@ from pathlib import Path
 from . import seed
 from .topology import (BASE_DN, DOMAIN, HELPER, HOMES, HOSTS, KDC_ADDR, LDAP_ADDR, LISTS,
                        MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT, MAILMAN_USER, MAILMAN_VENV,
-                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, fqdn, password, seed_people)
+                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, UW_ADDR, UW_BASE, UW_HOST,
+                       fqdn, password, seed_people)
 
 FILES = Path(__file__).resolve().parent / "files"
 LDAPI = STATE / "ldap" / "ldapi"
@@ -114,6 +115,12 @@ def probe_mariadb() -> bool:
                            "--silent", "ping"], capture_output=True).returncode == 0
 
 
+def probe_uwldap() -> bool:
+    """An anonymous read of the university directory's base, as ceo does it."""
+    return subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "nettimeout=1", "-H", f"ldap://{UW_ADDR}",
+                           "-b", UW_BASE, "-s", "base", "dn"], capture_output=True).returncode == 0
+
+
 def mailman_request(path: str, data: dict | None = None, method: str | None = None):
     req = urllib.request.Request(f"http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1/{path}", method=method,
                                  data=None if data is None else urllib.parse.urlencode(data).encode())
@@ -139,6 +146,7 @@ PROBES = {
     "krb5kdc": probe_kdc,
     "kadmind": probe_kadmind,
     "slapd": probe_ldap,
+    "uwldap": probe_uwldap,
     "nslcd": probe_nslcd,
     "sssd": lambda: Path("/var/lib/sss/pipes/sudo").exists(),
     "postgresql": probe_postgres,
@@ -231,6 +239,7 @@ class Supervisor:
             f.write("\n# ceo sandbox\n")
             for host, addr in HOSTS.items():
                 f.write(f"{addr}\t{fqdn(host)} {host}\n")
+            f.write(f"{UW_ADDR}\t{UW_HOST}\n")
         for dirname, owner in (("sshd", "root"), ("nslcd", "nslcd"), ("postgresql", "postgres"),
                                ("mysqld", "mysql"), ("sudo", "root")):
             d = Path("/run") / dirname
@@ -297,6 +306,18 @@ class Supervisor:
         self.sssd()
         seed.homes()
         self.mark("homes")
+
+    def uwldap(self):
+        """The university's directory: a second slapd with its own base, read anonymously."""
+        d = STATE / "uwldap"
+        (d / "slapd.d").mkdir(parents=True, exist_ok=True)
+        (d / "data").mkdir(exist_ok=True)
+        cfg = render("uwldap-config.ldif", d / "config.ldif", L=d, BASE=UW_BASE)
+        run(["slapadd", "-n0", "-F", d / "slapd.d", "-l", cfg])
+        (d / "seed.ldif").write_text(seed.uw_ldif())
+        run(["slapadd", "-q", "-n1", "-F", d / "slapd.d", "-l", d / "seed.ldif"])
+        self.daemon("uwldap", ["/usr/sbin/slapd", "-d", "0", "-F", d / "slapd.d", "-h", f"ldap://{UW_ADDR}:389/"],
+                    d / "slapd.log")
 
     def sssd(self):
         """sssd's LDAP sudo provider: sudo (`sudoers: files sss`) applies the sudoRole entries
@@ -390,7 +411,7 @@ class Supervisor:
         self.enter_namespace()
         self.mark("namespace")
         # Mailman is the slow one: start it first. Kerberos must exist before sshd/slapd use keytabs.
-        jobs = [self.mailman, self.smtp_sink, self.postgresql, self.mariadb]
+        jobs = [self.mailman, self.smtp_sink, self.postgresql, self.mariadb, self.uwldap]
         threads = [self.start_thread(j) for j in jobs]
         seed.keytabs_dir()
         self.kerberos_then_rest()

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, LISTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
-                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, STATE, fqdn,
-                       password, seed_people)
+                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, STATE, UW_BASE,
+                       UW_HOST, UW_PEOPLE, fqdn, password, seed_people)
 
 CROSS_REALM_PW = "sandbox-cross-realm"
 
@@ -91,6 +91,19 @@ def ldif() -> str:
     return "\n".join(out)
 
 
+def uw_ldif() -> str:
+    """The university directory: its base, ou=People, and UW_PEOPLE as inetOrgPerson entries
+    (uid, cn, givenName, sn, and ou holding the program, as UW's directory has it)."""
+    out = [_entry(UW_BASE, [("objectClass", "dcObject"), ("objectClass", "organization"), ("dc", "uwaterloo"),
+                            ("o", "University of Waterloo")]),
+           _entry(f"ou=People,{UW_BASE}", [("objectClass", "organizationalUnit"), ("ou", "People")])]
+    for uid, given, sn, program in UW_PEOPLE:
+        out.append(_entry(f"uid={uid},ou=People,{UW_BASE}", [
+            ("objectClass", "inetOrgPerson"), ("uid", uid), ("cn", f"{given} {sn}"), ("givenName", given),
+            ("sn", sn), ("ou", program)]))
+    return "\n".join(out)
+
+
 SKEL = {
     ".bashrc": "# ~/.bashrc: CSC default\n[ -z \"$PS1\" ] && return\nPS1='\\u@\\h:\\w\\$ '\n",
     ".profile": "# ~/.profile: CSC default\n[ -f ~/.bashrc ] && . ~/.bashrc\n",
@@ -140,6 +153,14 @@ known_hosts = /etc/ssh/ssh_known_hosts
 uri = ldap://{fqdn('phosphoric-acid')}
 ldapi = {STATE / 'ldap' / 'ldapi'}
 base = {BASE_DN}
+
+[directory]
+# The university's directory (anonymous, read only): `members add` fills names and program from
+# it, `members lookup` shows it, `members updateprograms` copies its programs (ou). Programs
+# that are placeholders, not programs, are never copied (space-separated).
+uri = ldap://{UW_HOST}
+base = ou=People,{UW_BASE}
+skip_programs = orphaned expired
 
 [homes]
 base = {HOMES}

@@ -41,6 +41,11 @@ KDC_ADDR = HOSTS["phosphoric-acid"]
 LDAP_ADDR = HOSTS["phosphoric-acid"]
 DB_ADDR = HOSTS["coffee"]
 MAIL_ADDR = HOSTS["mail"]
+# The university's directory (UW's LDAP, read anonymously): a second slapd, on an address of
+# its own, that is no CSC host (no sshd, no helper).
+UW_ADDR = "127.0.0.6"
+UW_HOST = "uwldap.uwaterloo.internal"
+UW_BASE = "dc=uwaterloo,dc=internal"
 MAILMAN_PORT = 8001
 MAILMAN_USER, MAILMAN_PASS = "restadmin", "restpass"
 LISTS = {
@@ -89,4 +94,22 @@ SEED_GROUPS = {
     "www": (10009, ["ctdalek", "ofstaff"]),
     "exec": (10010, []),
 }
+# The university directory's people: (uid, givenName, sn, ou = the program as UW spells it).
+# regular1's program differs from CSC's ("MAT/Mathematics Computer Science"), so
+# `members updateprograms` has something to change; expired1's is a placeholder it skips;
+# the uw* people are students who are not CSC members yet (`members add` without --cn).
+UW_PEOPLE = [
+    ("ctdalek", "Calum", "Dalek", "MAT/Mathematics Computer Science"),
+    ("ofstaff", "Office", "Staffer", "MAT/Mathematics Computer Science"),
+    ("regular1", "Regular", "One", "ENG/Software Engineering"),
+    ("regular2", "Regular", "Two", "MAT/Mathematics Computer Science"),
+    ("expired1", "Expired", "One", "expired"),
+    ("clubrep1", "Club", "Rep", "ART/Economics"),
+    ("uwnew1", "Ada", "Lovelace", "MAT/Mathematics Computer Science"),
+    ("uwnew2", "Grace", "Hopper", "ENG/Electrical Engineering"),
+    ("uwnew3", "Alan", "Turing", "MAT/Pure Mathematics"),
+    ("uwnew4", "Edsger", "Dijkstra", "MAT/Combinatorics and Optimization"),
+    ("uwnew5", "Barbara", "Liskov", "SCI/Physics"),
+    ("uwnew6", "Donald", "Knuth", "MAT/Computer Science"),
+]
 SEED_CLUB = ("club1", "Club One", 30001, ["regular2", "clubrep1"])

@@ -11,6 +11,7 @@ from plugins.lists import refuse_list_addresses
 
 from . import accounts as acct
 from . import plugin
+from . import university as uw
 from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
 
 
@@ -22,6 +23,7 @@ def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_
         no_subscribe):
     acct.terms_choice(terms, term)
     run.prepare(["ldap", "kerberos", "homes"])
+    cn, given_name, sn, program = uw.fill(run, uid, cn, given_name, sn, program)
     run.everywhere("members.name_free", {"uid": uid})  # a system name on any host is no member's
     # Before anything is written: the address the account would get may still be a list's owner
     # or moderator (a deleted account's); the new person would inherit that. Mailman down: a

@@ -117,7 +117,7 @@ def plan(rows: list[Row], found: dict, clubrep: bool):
 def renew(run, path: str, *, clubrep: bool, skip_invalid: bool, receipt: str | None):
     rows, problems = read(path)
     if rows:
-        found = run.call("members.lookup", {"uids": [r.uid for r in rows]}, role="ldap")
+        found = run.call("members.renew_lookup", {"uids": [r.uid for r in rows]}, role="ldap")
         unknown = [r for r in rows if r.uid not in found]
         problems += [f"line {r.line}: unknown uid {r.uid!r}" for r in unknown]
         others = [r for r in rows if r.uid in found and not found[r.uid]["member"]]

@@ -20,6 +20,8 @@ from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
              mutating=True, check=True, hidden=True, params=NEW_ACCOUNT)
 def create(ctx, uid, cn, given_name, sn, program, terms, term, clubrep):
     acct.terms_choice(terms, term)
+    if not cn:  # optional in NEW_ACCOUNT only because `add` may fill it from the university directory
+        raise BadInput("cn: give the full name (--cn)")
     acct.refuse_taken_name(ctx, uid)
     new_terms = list(term) if term else T.interval(T.current(), terms or 1)
     home = os.path.join(ctx.config.get("homes", "base", "/users"), uid)
@@ -200,7 +202,7 @@ def set_forwarding(ctx, uid, forwarding_address):
     return ctx.changed()
 
 
-@plugin.verb("lookup", "Step: the terms and locks of many members at once", role="ldap", allow=policy.STAFF,
+@plugin.verb("renew_lookup", "Step: the terms and locks of many members at once", role="ldap", allow=policy.STAFF,
              hidden=True, params=[Uid("uids", multiple=True, required=True)])
 def lookup(ctx, uids):
     if len(uids) > 50000:
