@@ -15,4 +15,4 @@ from ceo.plugin import Plugin
 
 plugin = Plugin("members", "Members and club reps: add, get, list, modify, renew, pwreset, delete")
 
-from . import commands, maintenance, steps  # noqa: E402,F401  (their decorators register the verbs)
+from . import commands, fixes, maintenance, steps  # noqa: E402,F401  (their decorators register the verbs)
