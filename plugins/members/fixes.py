@@ -148,9 +148,11 @@ def search(ctx, text, limit):
     if sum(len(w) for w in words) < 2:
         raise BadInput("give at least two characters of a name or user name")
     # Each word, in any order, in the name or the user name (case-insensitive substrings), or
-    # the name sounding like the text (slapd's approximate match on cn).
+    # the name sounding like the text (slapd's approximate match on cn: phonetic, so "Reguler"
+    # finds Regular). Only for letters: a word of digits has no sound and would match anyone.
     each = "".join(f"(|(cn=*{acct.esc(w)}*)(uid=*{acct.esc(w)}*))" for w in words[:8])
-    flt = f"(&(objectClass=member)(|(&{each})(cn~={acct.esc(' '.join(words))})))"
+    sounds = f"(cn~={acct.esc(' '.join(words))})" if all(w.isalpha() for w in words) else ""
+    flt = f"(&(objectClass=member)(|(&{each}){sounds}))"
     entries = acct.search(ctx, flt, ["uid", "cn", "program", "term", "nonMemberTerm", "shadowExpire"])
     joined = " ".join(words)
 
