@@ -13,6 +13,6 @@ users type), `steps.py` (the verbs behind them, run by the helpers), `csvrenew.p
 
 from ceo.plugin import Plugin
 
-plugin = Plugin("members", "Members and club reps: add, get, list, modify, renew, pwreset, delete")
+plugin = Plugin("members", "Members and club reps: add, get, list, search, modify, renew, convert, pwreset, delete, expire, remind")
 
-from . import commands, maintenance, steps, university  # noqa: E402,F401  (their decorators register the verbs)
+from . import commands, fixes, maintenance, steps, university  # noqa: E402,F401  (their decorators register the verbs)
