@@ -248,8 +248,8 @@ def database_account(ctx, name: str) -> dict:
     entry = found[0]
     kinds = [k for k, (cls, *_) in KINDS.items() if cls in {c.lower() for c in entry.get("objectClass", [])}]
     number = int(entry["uidNumber"][0]) if entry.get("uidNumber") else None
-    if len(kinds) != 1 or number is None or not (
-            number_range(ctx.config, kinds[0])[0] <= number <= number_range(ctx.config, kinds[0])[1]):
+    low, high = number_range(ctx.config, kinds[0]) if len(kinds) == 1 else (1, 0)
+    if number is None or not low <= number <= high:
         raise NotPermitted(f"{name} is not a member or club account ceo manages")
     return {"kind": kinds[0], "number": number, "home": entry.get("homeDirectory", [None])[0]}
 

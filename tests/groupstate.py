@@ -71,25 +71,10 @@ class Directory(RootLDAP):
     def membership(self, group, uid, present: bool):
         """Put uid in or out of a group by hand (a membership of their own, no record)."""
         op = ldap3.MODIFY_ADD if present else ldap3.MODIFY_DELETE
-        self._do(lambda conn: _ok(conn, conn.modify(f"cn={group},{GROUPS}",
-                                                    {"uniqueMember": [(op, [f"uid={uid},{PEOPLE}"])]})))
+        self.modify(f"cn={group},{GROUPS}", {"uniqueMember": [(op, [f"uid={uid},{PEOPLE}"])]})
 
     def ungrant(self, cn, uid):
-        self._do(lambda conn: _ok(conn, conn.modify(f"cn={cn},{GRANTS}",
-                                                    {"uniqueMember": [(ldap3.MODIFY_DELETE, [f"uid={uid},{PEOPLE}"])]})))
-
-    def add(self, dn, classes, attrs):
-        self._do(lambda conn: _ok(conn, conn.add(dn, classes, attrs)))
-
-    def delete(self, dn):
-        def delete(conn):
-            if not conn.delete(dn):
-                assert conn.result["result"] == 32, conn.result
-        self._do(delete)
-
-
-def _ok(conn, done):
-    assert done, conn.result
+        self.modify(f"cn={cn},{GRANTS}", {"uniqueMember": [(ldap3.MODIFY_DELETE, [f"uid={uid},{PEOPLE}"])]})
 
 
 def address(uid) -> str:

@@ -26,3 +26,21 @@ class RootLDAP:
                 return None
             return {k: [v.decode() for v in vs] for k, vs in conn.response[0]["raw_attributes"].items()}
         return self._do(read)
+
+    # Writers, for tests that set up or clean up what ceo is then checked against.
+    def modify(self, dn, changes):
+        self._do(lambda conn: _ok(conn, conn.modify(dn, changes)))
+
+    def add(self, dn, classes, attrs):
+        self._do(lambda conn: _ok(conn, conn.add(dn, classes, attrs)))
+
+    def delete(self, dn):
+        """Delete if there (cleanup): any other failure fails the test."""
+        def delete(conn):
+            if not conn.delete(dn):
+                assert conn.result["result"] == 32, conn.result  # noSuchObject
+        self._do(delete)
+
+
+def _ok(conn, done):
+    assert done, conn.result

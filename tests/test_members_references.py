@@ -53,19 +53,6 @@ class Directory(RootLDAP):
             return {e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"}
         return self._do(search)
 
-    def modify(self, dn, changes):
-        self._do(lambda conn: _ok(conn, conn.modify(dn, changes)))
-
-    def add(self, dn, classes, attrs):
-        self._do(lambda conn: _ok(conn, conn.add(dn, classes, attrs)))
-
-    def delete(self, dn):
-        """Delete if there (cleanup): any other failure fails the test."""
-        def delete(conn):
-            if not conn.delete(dn):
-                assert conn.result["result"] == 32, conn.result
-        self._do(delete)
-
     def naming(self, uid, number=None) -> set[str]:
         """Every entry anywhere in the directory that names uid (or its number) the ways ceo
         knows: membership, sudo rules, the account and its group themselves."""
@@ -96,10 +83,6 @@ class Directory(RootLDAP):
 def sorted_values(entry):
     """An entry with its values in order: an undo may put a value back at the end."""
     return {k: sorted(v) for k, v in entry.items()}
-
-
-def _ok(conn, ok):
-    assert ok, conn.result
 
 
 def principal(uid) -> bool:
