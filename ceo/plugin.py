@@ -40,7 +40,7 @@ class Param:
 
     def __init__(self, name, help="", *, positional=False, required=None, multiple=False, default=None,
                  pattern=None, describe=None, choices=None, secret=False, metavar=None, max_length=1024,
-                 cli=True):
+                 cli=True, label=None):
         self.name = name
         self.help = help
         self.positional = positional
@@ -54,6 +54,7 @@ class Param:
         self.metavar = metavar
         self.max_length = max_length
         self.cli = cli  # False: set by the client code, not typed by users
+        self.label = label  # what a form calls it, if not its name (`cn`: "Full name")
 
     @property
     def option(self) -> str:

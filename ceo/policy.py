@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .errors import AlreadyExists, BadInput, NotPermitted
+from .errors import AlreadyExists, BadInput, CeoError, NotPermitted
 
 ROLES = ("syscom", "office", "self", "club-member", "member", "any")
 STAFF = ("office", "syscom")
@@ -46,7 +46,7 @@ def _admitted(ctx, verb, args) -> bool:
     target = args.get(verb.target)
     if "club-member" in allow and isinstance(target, str) and target in groups:
         return True
-    if "member" in allow and _is_member(ctx, caller):
+    if "member" in allow and is_current_member(ctx, caller):
         return True
     if verb.permit is not None:
         verdict = verb.permit(ctx, args)
@@ -57,7 +57,30 @@ def _admitted(ctx, verb, args) -> bool:
     return False
 
 
-def _is_member(ctx, uid: str) -> bool:
+def offered(ctx, verb) -> str | None:
+    """Whether the menus offer `verb` to the caller, before any argument is known (the UI's
+    "what may I do"): "all" (any target), "self" (their own account), "some" (targets a rule
+    decides: their club, a list they own), or None. Advice only: each request is still
+    authorized, with its real arguments, by `authorize`."""
+    allow, groups = verb.allow, ctx.groups
+    if "any" in allow or any(role in groups for role in STAFF if role in allow):
+        return "all"
+    if "member" in allow and is_current_member(ctx, ctx.caller):
+        return "all"
+    if "self" in allow:
+        return "self"
+    if "club-member" in allow and any(is_club(ctx, g) for g in groups):
+        return "some"
+    if verb.permit is not None:
+        try:
+            verdict = verb.permit(ctx, {verb.target: ctx.caller} if verb.target else {})
+        except (KeyError, TypeError, CeoError):  # the rule needs the other arguments to decide
+            return "some"
+        return "self" if verdict is True else None
+    return None
+
+
+def is_current_member(ctx, uid: str) -> bool:
     from . import terms
     from .services.directory import user_dn
     return bool(ctx.ldap().entries(user_dn(ctx.config, uid), f"(term={terms.current()})", ["uid"], "BASE"))

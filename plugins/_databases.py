@@ -67,14 +67,14 @@ def declare(plugin, engine: Engine):
                           f"which only {result['user']} can read)")
 
     @plugin.composite("create", f"A {label} database and user for you, a club of yours, or (syscom) anyone; "
-                      "the password is shown once", check=True, render=render_password, params=[Account])
+                      "the password is shown once", check=True, allow=STEP["allow"], render=render_password, params=[Account])
     def create(run, name):
         name = caller_unless(run, name)
         run.prepare(["databases", "homes"])
         made = run.step(f"{noun}.make", {"name": name}, role="databases", describe=f"{label} database {name}")
         return details(run, name, made)
 
-    @plugin.composite("pwreset", f"A new password for a {label} database's user, shown once", check=True,
+    @plugin.composite("pwreset", f"A new password for a {label} database's user, shown once", check=True, allow=STEP["allow"],
                       render=render_password, params=[Account])
     def pwreset(run, name):
         name = caller_unless(run, name)
@@ -90,7 +90,7 @@ def declare(plugin, engine: Engine):
         shown = {k: info.get(k) for k in ("host", "port", "database", "user", "file")}
         return {**shown, "password": made.get("password")}
 
-    @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file", check=True,
+    @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file", check=True, allow=STEP["allow"],
                       confirm=f"Drop the {label} database {{name}}, all its tables, and its user?", params=[Named])
     def delete(run, name):
         run.prepare(["databases", "homes"])

@@ -65,7 +65,7 @@ def Holders(position):
 
 @plugin.composite("set", "Set who holds positions (syscom): --POSITION UID [UID...] gives a position those "
                   "holders, --POSITION '' leaves it vacant; positions not named keep their holders",
-                  check=True, params=[Holders(p) for p in NAMES.split()])
+                  allow=("syscom",), check=True, params=[Holders(p) for p in NAMES.split()])
 def set_(run, **given):
     assign = []
     for key, uids in given.items():

@@ -29,7 +29,7 @@ Description = Str("description", "what the club is called, e.g. 'Women in Comput
 
 
 @plugin.composite("add", "Add a club account: LDAP user, group, sudo rule for its members, shared home (syscom)",
-                  check=True, params=[Name, Description])
+                  allow=("syscom",), check=True, params=[Name, Description])
 def add(run, name, description):
     run.prepare(["ldap", "homes"])
     run.everywhere("members.name_free", {"uid": name})  # a system name on any host is no club's
@@ -42,7 +42,7 @@ def add(run, name, description):
 
 
 @plugin.composite("delete", "Delete a club account: sudo rule, home, LDAP user and group, every reference, "
-                  "list roles; a tombstone keeps the name (syscom)", check=True,
+                  "list roles; a tombstone keeps the name (syscom)", allow=("syscom",), check=True,
                   confirm="Delete the club account {name}: its sudo rule, group, home directory and list roles?",
                   params=[Uid("name", "the club's account name", positional=True, metavar="NAME")])
 def delete(run, name):

@@ -19,7 +19,7 @@ from ceo.plugin import Flag
 from ceo.services import directory
 
 from . import plugin
-from .grants import Group, Member
+from .grants import MANAGE, Group, Member
 
 
 # --- the plan, shared with `ceo positions` -------------------------------------------------------
@@ -95,7 +95,7 @@ def _result(run, result: dict) -> dict:
 # --- verbs ---------------------------------------------------------------------------------------
 
 @plugin.composite("addmember", "Add a user to a group, and to the groups and lists it ties (syscom; "
-                  "a club's members: their club)", check=True, params=[
+                  "a club's members: their club)", check=True, allow=MANAGE["allow"], params=[
                       Group, Member, Flag("no_subscribe", "do not subscribe them to the lists the group ties")])
 def addmember(run, group, uid, no_subscribe):
     run.prepare(["ldap"] if no_subscribe else ["ldap", "mail"])
@@ -106,7 +106,7 @@ def addmember(run, group, uid, no_subscribe):
 
 
 @plugin.composite("removemember", "Remove a user from a group, and take back only what it gave them "
-                  "(syscom; a club's members: their club)", check=True, params=[
+                  "(syscom; a club's members: their club)", check=True, allow=MANAGE["allow"], params=[
                       Group, Member, Flag("no_unsubscribe", "leave their list subscriptions alone")])
 def removemember(run, group, uid, no_unsubscribe):
     run.prepare(["ldap"] if no_unsubscribe else ["ldap", "mail"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ceo import terms as T
+from ceo import policy, terms as T
 from ceo.errors import NOT_PERMITTED, BadInput, CeoError
 from ceo.output import count, safe
 from ceo.plugin import Flag, Str, Term, Uid
@@ -16,7 +16,7 @@ from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
 
 
 @plugin.composite("add", "Add a member (or --clubrep): LDAP, Kerberos, home, forwarding, welcome, lists",
-                  check=True, render=lambda c, r: _render_added(c, r), params=[
+                  allow=policy.STAFF, check=True, render=lambda c, r: _render_added(c, r), params=[
                       *NEW_ACCOUNT, Address, Flag("no_welcome", "do not send the welcome email"),
                       Flag("no_subscribe", "do not subscribe to csc-general")])
 def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_address, no_welcome,
@@ -119,7 +119,8 @@ def _render_list(console, rows):
     console.print(count(len(rows), "account"))
 
 
-@plugin.composite("modify", "Change a member's login shell or mail forwarding", check=True, params=[
+@plugin.composite("modify", "Change a member's login shell or mail forwarding", check=True,
+                  allow=("self", "office", "syscom"), params=[
     Uid("uid", "the member", positional=True),
     Str("login_shell", "a shell listed in the host's /etc/shells", metavar="PATH", pattern=r"/[A-Za-z0-9/._+-]{1,255}",
         describe="an absolute path"),
@@ -138,7 +139,7 @@ def modify(run, uid, login_shell, forwarding_address, no_forwarding):
 
 
 @plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
-                  "--csv FILE renews many", check=True, render=lambda c, r: _render_renewals(c, r), params=[
+                  "--csv FILE renews many", check=True, allow=policy.STAFF, render=lambda c, r: _render_renewals(c, r), params=[
                       Uid("uid", "the member (or --csv)", positional=True, required=False), Count("how many terms, from the next unregistered one (default 1)"), Terms,
                       Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
                                    "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
@@ -167,7 +168,7 @@ def _render_renewals(console, result):
         csvrenew.render(console, result)
 
 
-@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True,
+@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True, allow=("syscom",),
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_password(c, r))
 def pwreset(run, uid):
     run.call("members.info", {"uid": uid}, role="ldap")  # exists?
@@ -181,7 +182,7 @@ def _render_password(console, result):
 
 
 @plugin.composite("delete", "Delete a member: lists, home, LDAP entries and groups, principal (syscom)",
-                  check=True, confirm="Delete {uid}'s account, home directory and subscriptions?",
+                  check=True, allow=("syscom",), confirm="Delete {uid}'s account, home directory and subscriptions?",
                   params=[Uid("uid", "the member", positional=True)])
 def delete(run, uid):
     run.prepare(["ldap", "kerberos", "homes"])

@@ -30,7 +30,7 @@ def _member_entry(ctx, uid) -> dict:
 # --- convert -----------------------------------------------------------------------------------
 
 @plugin.composite("convert", "Make a club rep a member (--to member) or a member a club rep (--to clubrep): "
-                  "the terms move between term and nonMemberTerm", check=True, params=[
+                  "the terms move between term and nonMemberTerm", check=True, allow=policy.STAFF, params=[
                       Uid("uid", "the member or club rep", positional=True), To,
                       Flag("no_welcome", "becoming a member: do not send the welcome email"),
                       Flag("no_subscribe", "becoming a member: do not subscribe to csc-general"),

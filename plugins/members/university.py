@@ -34,7 +34,7 @@ def university_step(ctx, uid):
 
 
 @plugin.composite("lookup", "Show what the university directory holds about a user name (office, syscom)",
-                  params=[Uid("uid", "the user name", positional=True)])
+                  allow=policy.STAFF, params=[Uid("uid", "the user name", positional=True)])
 def lookup(run, uid):
     found = run.call("members.university", {"uid": uid}, role="ldap")
     if not found["configured"]:
