@@ -68,6 +68,7 @@ def build_parser(registry, selected: str | None, everything: bool = False):
     _global_options(parser)
     sub = parser.add_subparsers(dest="_plugin", metavar="PLUGIN", title="plugins", parser_class=_Parser)
     sub.add_parser("plugins", help="list the plugins found and where from").set_defaults(_plugins=True)
+    sub.add_parser("tui", help="the office's full-screen menus and forms (also `ceo` alone on a terminal)")
     for name in sorted(registry.plugins):
         plugin = registry.plugins[name]
         pp = sub.add_parser(name, help=plugin.help, description=plugin.help)
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = _Parser(add_help=False)
     _global_options(pre)
-    known, _ = pre.parse_known_args(argv)
+    known, rest = pre.parse_known_args(argv)
     from .config import Config, client_paths
     cfg_path, cfg_explicit, inv_path = client_paths(known.config, known.inventory)
     try:
@@ -116,6 +117,8 @@ def main(argv=None) -> int:
     except CeoError as err:
         print(f"ceo: {err.message}", file=sys.stderr)
         return err.exit_code
+    if rest == ["tui"] or (not rest and sys.stdin.isatty() and sys.stdout.isatty()):
+        return tui(config, inv_path, known.keytab)
     from .discovery import discover
     registry = discover(config.get("plugins", "site_dir"))
     completing = "_ARGCOMPLETE" in os.environ
@@ -186,6 +189,19 @@ def run_command(verb, ns, config, inv_path) -> int:
     if isinstance(result, dict) and isinstance(result.get("exit"), int):
         return result["exit"]  # a verb that reports, then fails (doctor) or partly succeeds (batches)
     return 0
+
+
+def tui(config, inv_path, keytab) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("ceo: the terminal UI needs a terminal; run `ceo PLUGIN VERB` instead (see ceo --help)",
+              file=sys.stderr)
+        return BAD_INPUT
+    try:
+        from .tui import main as tui_main
+        return tui_main(config, inv_path, keytab)
+    except CeoError as err:  # the inventory or the keytab, before the screen opens
+        print(f"ceo: {err.message}", file=sys.stderr)
+        return err.exit_code
 
 
 def list_plugins(registry) -> int:

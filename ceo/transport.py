@@ -90,6 +90,10 @@ class Session:
     def _failure_detail(self) -> str:
         return ""
 
+    def alive(self) -> bool:
+        """Whether the session can still carry requests (a long-lived client, the UI, asks)."""
+        return True
+
     def request(self, plugin: str, verb: str, args: dict, check: bool = False, on_event=None, keep=False):
         """One request; events go to on_event as they arrive. Returns the result or raises.
         keep: the helper keeps the request's undo log, for `undo(id)` later in the session."""
@@ -249,6 +253,10 @@ class ParamikoSession(Session):
         except OSError as exc:
             raise Unreachable(f"lost the session to {self.where()}: {exc}") from None
 
+    def alive(self) -> bool:
+        transport = self.client.get_transport()
+        return bool(transport and transport.is_active()) and not self.channel.exit_status_ready()
+
     def close(self):
         try:
             self.channel.shutdown_write()
@@ -283,6 +291,9 @@ class _ProcessSession(Session):
 
     def _readline(self) -> bytes:
         return self.proc.stdout.readline()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def _failure_detail(self) -> str:
         try:
