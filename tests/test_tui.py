@@ -295,3 +295,40 @@ def test_a_host_that_goes_away_is_reported_and_the_next_action_reconnects(cluste
     drive(app, size, script)
     assert "lost" in seen["status"], seen["status"]
     assert seen["again"] == "ok" and seen["after"] == "up"
+
+
+# --- in a terminal -------------------------------------------------------------------------------
+
+def test_ceo_alone_on_a_terminal_opens_the_menu_and_q_quits(cluster):
+    """The real command in a pseudo-terminal: signs in, draws the desk's menu, quits on `q`."""
+    import os
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(cluster.env("ofstaff"), TERM="xterm-256color", COLUMNS="80", LINES="24")
+        os.execvp("ceo", ["ceo"])
+    seen, start, status = b"", time.monotonic(), None
+    try:
+        while b"Renew membership" not in seen and time.monotonic() - start < 60:
+            if select.select([fd], [], [], 0.5)[0]:
+                seen += os.read(fd, 65536)
+        assert b"Renew membership" in seen, seen[-500:]
+        os.write(fd, b"q")
+        while time.monotonic() - start < 90:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = code
+                break
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    pass
+    finally:
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert status is not None and os.waitstatus_to_exitcode(status) == 0, seen[-500:]
+    assert b"Traceback" not in seen

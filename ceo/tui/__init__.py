@@ -12,8 +12,10 @@ the runner the CLI uses. No operation exists only here.
 
 
 def main(config, inventory_path, keytab=None) -> int:
-    from .app import CeoApp
     from .desk import Desk
-    app = CeoApp(Desk(config, inventory_path, keytab))
+    desk = Desk(config, inventory_path, keytab)
+    desk.sign_in_early()  # the SSH sign-in goes on while textual is imported (about as long)
+    from .app import CeoApp
+    app = CeoApp(desk)
     app.run()
     return app.return_code or 0

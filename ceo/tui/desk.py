@@ -59,6 +59,7 @@ class Desk:
         self.run = Run(self.inventory, config, Sink())
         self.lost: dict[str, str] = {}  # host -> why its session ended
         self.me: dict = {}
+        self.early = None  # the sign-in started before the UI (sign_in_early)
         self.busy = threading.Lock()  # one action at a time: the run's undo log is per action
 
     def verb(self, qualname: str):
@@ -67,8 +68,21 @@ class Desk:
 
     def login(self) -> dict:
         """Who the helpers take the caller for, and what they may do (`ceo whoami`)."""
-        self.me = self.perform(self.verb("whoami.show"), {})
+        early, self.early = self.early, None
+        self.me = early.result() if early is not None else self.perform(self.verb("whoami.show"), {})
         return self.me
+
+    def sign_in_early(self):
+        """Start `login`'s request in a thread now; `login` then waits for its answer."""
+        from concurrent.futures import Future
+        self.early = Future()
+
+        def ask():
+            try:
+                self.early.set_result(self.perform(self.verb("whoami.show"), {}))
+            except BaseException as exc:  # login() raises it, in the UI's own words
+                self.early.set_exception(exc)
+        threading.Thread(target=ask, daemon=True).start()
 
     def menu(self) -> list[tuple[str, object, dict]]:
         """(label, verb, presets): the desk's entries, then every other verb the caller may run;
