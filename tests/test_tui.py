@@ -332,3 +332,27 @@ def test_ceo_alone_on_a_terminal_opens_the_menu_and_q_quits(cluster):
         os.close(fd)
     assert status is not None and os.waitstatus_to_exitcode(status) == 0, seen[-500:]
     assert b"Traceback" not in seen
+
+
+def test_a_confirmation_answered_no_sends_nothing_and_yes_runs_it(cluster, ui):
+    app, size = ui("ofstaff")
+    seen = {}
+
+    async def script(pilot):
+        await choose(pilot, "ceo testkit confirmed")
+        await type_into(pilot, "name", "club1")
+        before = sent(app)
+        await pilot.click("#run")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        seen["question"] = str(app.screen.query_one("Static").render())
+        await pilot.click("#no")
+        await pilot.pause(0.2)
+        seen["after_no"] = (type(app.screen).__name__, sent(app) - before)
+        await pilot.click("#run")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.click("#yes")
+        seen["after_yes"] = (await finished(pilot)).outcome
+    drive(app, size, script)
+    assert seen["question"] == "Really do nothing to club1?"
+    assert seen["after_no"] == ("FormScreen", 0)
+    assert seen["after_yes"] == ("ok", {"name": "club1"})
