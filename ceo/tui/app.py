@@ -20,7 +20,7 @@ from textual.widgets import (Button, Checkbox, ContentSwitcher, Footer, Header, 
 from textual.widgets.option_list import Option
 
 from ..errors import NotFound
-from ..output import MARKS, format_value, plain
+from ..output import MARKS, format_value, plain, safe
 from . import forms, readout
 from .desk import failure
 
@@ -46,6 +46,12 @@ ContentSwitcher { height: 1fr; }
 ConfirmScreen { align: center middle; }
 #dialog { width: 70; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
 """
+
+
+def words(text) -> Text:
+    """Text for a widget: never read as markup, control characters made visible (values come
+    from users, LDAP and the university's directory)."""
+    return Text(plain(text))
 
 
 class Page(Screen):
@@ -91,7 +97,7 @@ class Field(Vertical):
 
     def show_error(self, message: str | None):
         error = self.query_one(f"#err-{self.param.name}", Static)
-        error.update(plain(message or ""))
+        error.update(words(message or ""))
         error.display = bool(message)
 
     def on_mount(self):
@@ -121,7 +127,7 @@ class MenuScreen(Page):
 
     def fill(self, me: dict, entries: list):
         groups = ", ".join(g for g in me.get("groups", []) if g in ("syscom", "office", "exec")) or "no staff groups"
-        self.query_one("#who", Static).update(plain(f"{me.get('caller')} ({me.get('principal') or '-'}); {groups}"))
+        self.query_one("#who", Static).update(words(f"{me.get('caller')} ({me.get('principal') or '-'}); {groups}"))
         menu = self.query_one("#menu", OptionList)
         menu.clear_options()
         self.entries = entries
@@ -166,7 +172,7 @@ class FormScreen(Page):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(plain(f"{self.label}: {self.verb.help}"), classes="page-title")
+        yield Static(words(f"{self.label}: {self.verb.help}"), classes="page-title")
         with VerticalScroll():
             for p in forms.fields(self.verb, self.presets):
                 yield Field(p, self.initial(p))
@@ -213,7 +219,7 @@ class NewMemberScreen(Page):
     def compose(self) -> ComposeResult:
         params = {p.name: p for p in forms.fields(self.verb, self.presets)}
         yield Header()
-        yield Static(plain(self.label), classes="page-title", id="page-title")
+        yield Static(words(self.label), classes="page-title", id="page-title")
         with ContentSwitcher(initial="page-0"):
             for i, (_, names) in enumerate(self.PAGES):
                 with VerticalScroll(id=f"page-{i}"):
@@ -241,7 +247,7 @@ class NewMemberScreen(Page):
         self.query_one(ContentSwitcher).current = f"page-{page}"
         last = page == len(self.PAGES)
         title = "Confirm" if last else self.PAGES[page][0]
-        self.query_one("#page-title", Static).update(plain(f"{self.label}: {title} ({page + 1}/{len(self.PAGES) + 1})"))
+        self.query_one("#page-title", Static).update(words(f"{self.label}: {title} ({page + 1}/{len(self.PAGES) + 1})"))
         self.query_one("#next", Button).display = not last
         self.query_one("#preview", Button).display = last
         self.query_one("#create", Button).display = last
@@ -300,7 +306,7 @@ class NewMemberScreen(Page):
             name = f.param.name
             if name in ("cn", "given_name", "sn", "program") and not (f.text or "").strip():
                 f.set_text(person.get(name) or "")
-        self.query_one("#note", Static).update(plain(note))
+        self.query_one("#note", Static).update(words(note))
         self.app.refresh_status()
         self.show(1)
 
@@ -312,7 +318,7 @@ class NewMemberScreen(Page):
             if p.name != "uid" and args.get(p.name) not in (None, [], False):
                 value = args[p.name]
                 lines.append(f"  {forms.label(p).rstrip(' *')}: {' '.join(value) if isinstance(value, list) else value}")
-        self.query_one("#summary", Static).update("\n".join(plain(line) for line in lines))
+        self.query_one("#summary", Static).update(Text("\n".join(plain(line) for line in lines)))
         self.show(len(self.PAGES))
 
     def finish(self, check: bool):
@@ -331,7 +337,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(plain(self.question))
+            yield Static(words(self.question))
             with Horizontal(id="buttons"):
                 yield Button("Yes, do it", variant="error", id="yes")
                 yield Button("No", variant="primary", id="no")
@@ -356,9 +362,9 @@ class RunScreen(Page):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(plain(f"{self.label}{' (preview: nothing will change)' if self.check else ''}"),
+        yield Static(words(f"{self.label}{' (preview: nothing will change)' if self.check else ''}"),
                      classes="page-title")
-        yield RichLog(id="steps", markup=True, wrap=True)
+        yield RichLog(id="steps", wrap=True)
         yield Static("", id="password")
         with VerticalScroll(id="outcome-box"):
             yield Static("Working...", id="outcome")
@@ -377,8 +383,8 @@ class RunScreen(Page):
 
         def on_event(where, event):
             if "step" in event:
-                mark = MARKS.get(event.get("status"), "·")
-                line = f"{mark} {plain(event.get('message', event['step'])).replace('[', chr(92) + '[')}"
+                line = Text.from_markup(MARKS.get(event.get("status"), "·"))
+                line.append(f" {plain(event.get('message', event['step']))}")
                 self.app.call_from_thread(self.query_one("#steps", RichLog).write, line)
         try:
             result = desk.perform(self.verb, self.args, check=self.check, on_event=on_event)
@@ -392,7 +398,7 @@ class RunScreen(Page):
         kind, value = outcome
         box = self.query_one("#outcome", Static)
         if kind == "error":
-            box.update(Text(f"✗ {value}", style="bold red"))
+            box.update(Text(f"✗ {plain(value)}", style="bold red"))
         else:
             result = dict(value) if isinstance(value, dict) else value
             password = result.pop("password", None) if isinstance(result, dict) else None
@@ -474,7 +480,7 @@ class CeoApp(App):
 
     def failed_login(self, message):
         self.error = message
-        self.screen.query_one("#who", Static).update(Text(f"✗ {message}  (q quits)", style="bold red"))
+        self.screen.query_one("#who", Static).update(Text(f"✗ {plain(message)}  (q quits)", style="bold red"))
         self.refresh_status()
 
     def act(self, label, verb, args, check):
@@ -495,9 +501,9 @@ class CeoApp(App):
     def refresh_status(self):
         self.desk.prune()
         marks = {"up": "[green]●[/]", "lost": "[red]✗ lost, reconnects on the next action[/]", "idle": "[dim]○[/]"}
-        parts = [f"{name.split('.')[0]} {marks[state]}" for name, state in self.desk.status()]
+        parts = [f"{safe(name.split('.')[0])} {marks[state]}" for name, state in self.desk.status()]
         who = self.desk.me.get("caller")
-        text = (f"{plain(who)}  " if who else "") + "  ".join(parts)
+        text = (f"{safe(who)}  " if who else "") + "  ".join(parts)
         for status in self.screen.query("#status"):
             status.update(Text.from_markup(text))
 
