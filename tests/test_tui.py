@@ -377,3 +377,23 @@ def test_syscom_resets_a_password_and_the_one_shown_is_the_principals(cluster, u
     assert password in seen["panel"] and password not in seen["shown"]  # once, in the read-out only
     proc = kinit(account, password, cluster.state / "ccache" / f"tui-{account}", new="Tui-chosen-9")
     assert proc.returncode == 0, proc.output
+
+
+def test_without_a_ticket_the_ui_says_so_in_one_line_and_signs_in_again_on_r(cluster, ui, as_user):
+    app, size = ui(None)  # no ticket at all
+    seen = {}
+
+    async def script(pilot):
+        await until(pilot, lambda: app.error is not None)
+        seen["error"] = app.error
+        as_user("ofstaff")  # the person runs kinit in another terminal, then presses r
+        await pilot.press("r")
+        await until(pilot, lambda: app.entries)
+        seen["entries"] = labels(app)
+
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await script(pilot)
+    asyncio.run(main())
+    assert "ticket" in seen["error"] and "\n" not in seen["error"], seen["error"]
+    assert "New member" in seen["entries"]

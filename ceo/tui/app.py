@@ -116,7 +116,7 @@ def show_errors(screen, errors: dict) -> bool:
 
 
 class MenuScreen(Page):
-    BINDINGS = [Binding("q", "app.quit", "Quit")]
+    BINDINGS = [Binding("q", "app.quit", "Quit"), Binding("r", "app.sign_in_again", "Sign in again", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -480,8 +480,16 @@ class CeoApp(App):
 
     def failed_login(self, message):
         self.error = message
-        self.screen.query_one("#who", Static).update(Text(f"✗ {plain(message)}  (q quits)", style="bold red"))
+        self.screen.query_one("#who", Static).update(
+            Text(f"✗ {plain(message)}  (r: sign in again, q: quit)", style="bold red"))
         self.refresh_status()
+
+    def action_sign_in_again(self):
+        """After a failed sign-in (no ticket yet, a host down): kinit elsewhere, then r."""
+        if self.error is not None:
+            self.error = None
+            self.screen.query_one("#who", Static).update("Signing in...")
+            self.sign_in()
 
     def act(self, label, verb, args, check):
         """Run an action (after its confirmation, if it has one and is not a preview)."""
