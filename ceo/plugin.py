@@ -24,7 +24,27 @@ import re
 
 from .errors import BadInput
 from .policy import ROLES
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that change how text is shown, not what it says: the bidirectional
+# controls (which reorder a line on every screen that shows it), zero-width and invisible marks.
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+MAX_MARKS = 2  # combining marks on one letter: a real name needs one or two (ệ), "Zalgo" text dozens
+
+
+def unsafe_text(value: str) -> str | None:
+    """What is wrong with a text value shown to people and stored in LDAP, or None."""
+    if _CONTROL.search(value):
+        return "contains a control character (newline?)"
+    if _INVISIBLE.search(value):
+        return "contains an invisible or bidirectional formatting character"
+    if any(ord(c) >= 0x300 for c in value):  # only then: unicodedata costs an import
+        import unicodedata
+        run = 0
+        for i, c in enumerate(value):
+            run = run + 1 if unicodedata.combining(c) else 0
+            if run and (i == 0 or run > MAX_MARKS):
+                return f"has combining marks {'with no letter' if i == 0 else 'stacked on one letter'}"
+    return None
 
 
 def show(value, limit: int = 60) -> str:
@@ -77,8 +97,11 @@ class Param:
             raise BadInput(f"{self.name}: expected text, got {type(value).__name__}")
         if len(value) > self.max_length:
             raise BadInput(f"{self.name}: longer than {self.max_length} characters")
-        if _CONTROL.search(value):
-            raise BadInput(f"{self.name}: {self.shown(value)} contains a control character (newline?)")
+        problem = unsafe_text(value)
+        if problem:
+            raise BadInput(f"{self.name}: {self.shown(value)} {problem}")
+        if not value.strip() and not (self.pattern and re.fullmatch(self.pattern, value)):
+            raise BadInput(f"{self.name}: is empty")  # '' is a value only where the pattern says so
         if self.choices and value not in self.choices:
             raise BadInput(f"{self.name}: {self.shown(value)} is not one of {', '.join(self.choices)}")
         if self.pattern and not re.fullmatch(self.pattern, value):

@@ -9,12 +9,10 @@ and one code path serves the CLI and the terminal UI.
 
 from __future__ import annotations
 
-import re
-
 from ceo import policy
 from ceo.errors import BadInput, CeoError, NotFound, ServiceUnavailable
 from ceo.output import count, safe
-from ceo.plugin import Uid
+from ceo.plugin import Uid, unsafe_text
 from ceo.services import directory, university
 
 from . import accounts as acct
@@ -22,7 +20,6 @@ from . import plugin
 
 BATCH = 500  # program writes in flight at once
 MAX_PROGRAM = 256  # as `members add --program` takes it
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @plugin.verb("university", "Step: what the university directory holds about a user name", role="ldap",
@@ -70,7 +67,7 @@ def fill(run, uid, cn, given_name, sn, program):
 
 def _clean(value):
     """A value from outside (the university's data), as ceo would take it from a user."""
-    if not isinstance(value, str) or not value.strip() or _CONTROL.search(value) or len(value) > MAX_PROGRAM:
+    if not isinstance(value, str) or not value.strip() or unsafe_text(value) or len(value) > MAX_PROGRAM:
         return None
     return value
 
