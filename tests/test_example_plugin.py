@@ -204,3 +204,12 @@ def test_the_helper_checks_for_itself(connect, motd):
     _, reply = rawhelper.request(client, "motd", "announce", {"message": ["x"]})  # on the mail host only
     assert reply["error"]["exit"] == 2 and "mail host" in reply["error"]["message"], reply
     assert motd() is None
+
+
+def test_whoami_offers_office_the_notices_for_any_message(cluster):
+    """The permit admits office whatever the message: offered for all, not "your own" (which
+    would make the office UI fill the message with the caller's user name)."""
+    may = ok(ceo(cluster, "ofstaff", "whoami", "--json"))["may"]
+    assert (may.get("motd.show"), may.get("motd.set"), may.get("motd.clear")) == ("all", "all", "all")
+    may = ok(ceo(cluster, "regular1", "whoami", "--json"))["may"]
+    assert may.get("motd.show") == "all" and "motd.set" not in may and "motd.clear" not in may
