@@ -47,6 +47,16 @@ if [ ! -x .venv/bin/ceo ] || [ setup.cfg -nt .venv/.stamp ]; then
     .venv/bin/pip install -q -e '.[test]'
     touch .venv/.stamp
 fi
+# The example plugin (examples/plugin) is a distribution of its own, installed the way a site
+# installs one, so that ceo (and the helper, through sudo with this venv) finds it through its
+# `ceo.plugins` entry point. Reinstalled when one of its files changes.
+changed() { find examples/plugin -newer "$1" -type f -not -path '*.egg-info/*' -not -path '*/build/*' \
+                 -not -path '*/__pycache__/*' -print -quit; }
+if [ ! -e .venv/.stamp-plugin ] || [ -n "$(changed .venv/.stamp-plugin)" ]; then
+    .venv/bin/pip install -q --no-deps --force-reinstall ./examples/plugin
+    rm -rf examples/plugin/build
+    touch .venv/.stamp-plugin
+fi
 if [ ! -x .venv-mailman/bin/mailman ] || [ sandbox/mailman-requirements.txt -nt .venv-mailman/.stamp ]; then
     [ -d .venv-mailman ] || "$py" -m venv .venv-mailman
     .venv-mailman/bin/pip install -q -r sandbox/mailman-requirements.txt
