@@ -19,6 +19,8 @@ sys.path.insert(0, str(REPO))
 
 from sandbox import control, topology  # noqa: E402
 
+import secretwatch as secrets  # noqa: E402  (every password the suite's commands are shown)
+
 
 class Cluster:
     state = topology.STATE
@@ -41,14 +43,18 @@ class Cluster:
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
         kw.setdefault("timeout", 60)
-        return subprocess.run(argv, env=self.env(user), **kw)
+        proc = subprocess.run(argv, env=self.env(user), **kw)
+        secrets.saw(proc)
+        return proc
 
 
 @pytest.fixture(scope="session")
 def cluster():
     pid, timings = control.up()
     control.join(pid)
+    secrets.start_sampling()  # the process list, for passwords in anyone's arguments
     yield Cluster()
+    secrets.stop_sampling()
     if timings is not None:
         control.down()
 
@@ -87,3 +93,8 @@ def as_user(monkeypatch, cluster):
     def switch(user: str | None):
         monkeypatch.setenv("KRB5CCNAME", cluster.env(user)["KRB5CCNAME"])
     return switch
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `last` run after every other (the secrets check reads what all of them left)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
