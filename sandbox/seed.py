@@ -210,7 +210,7 @@ port = 25
 [audit]
 file = {STATE}/audit.jsonl
 
-# --- maintenance: `ceo members expire` and `ceo members remind` (README, contrib/).
+# --- maintenance: `ceo members expire` and `ceo members remind` (README, examples/).
 # Tests move ceo's clock with `[testing] today = YYYY-MM-DD` (ceo/terms.py clock()), never set here.
 [maintenance]
 # Lapsed accounts are locked this many days after their term's first day.
