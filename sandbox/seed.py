@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, LISTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
+from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
                        MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, STATE, UW_BASE,
                        UW_HOST, UW_PEOPLE, fqdn, password, seed_people)
 
@@ -174,7 +174,6 @@ shell = /bin/bash
 
 [mailman]
 url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
-lists = {' '.join(LISTS)}
 open_lists = csc-general
 
 [ties]
