@@ -293,3 +293,16 @@ def test_example_renewals_csv_is_valid():
     from plugins.members import csvrenew
     rows, problems = csvrenew.read(str(REPO / "examples" / "renewals.csv"))
     assert rows and not problems, problems
+
+
+def test_exit_codes_page_names_every_error_with_its_exit_code():
+    from ceo import errors
+    from ceo.config import UnsafeConfig
+    text = (REPO / "docs" / "exit-codes.md").read_text()
+    rows = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\| `(\w+)` \| (\d) \|", text, re.M)}
+    classes = {**{n: c for n, c in errors._BY_NAME.items()}, "UnsafeConfig": UnsafeConfig}
+    assert {n: c.exit_code for n, c in classes.items()} == {n: rows.get(n) for n in classes}, \
+        "docs/exit-codes.md must list every error of ceo/errors.py with its exit code"
+    assert set(rows) == set(classes), f"docs/exit-codes.md lists errors that do not exist: {set(rows) - set(classes)}"
+    codes = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\| (\d) \| `(\w+)` \|", text, re.M)}
+    assert codes == {n: getattr(errors, n) for n in ("DONE", "FAILED", "BAD_INPUT", "NOT_PERMITTED", "PARTLY_DONE")}
