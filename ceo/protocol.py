@@ -1,4 +1,4 @@
-"""The wire format between `ceo` and `ceo-helper`: JSON lines (see ceo/PROTOCOL.md)."""
+"""The wire format between `ceo` and `ceo-helper`: JSON lines (see docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, LISTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
+from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
                        MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, STATE, UW_BASE,
                        UW_HOST, UW_PEOPLE, fqdn, password, seed_people)
 
@@ -174,7 +174,6 @@ shell = /bin/bash
 
 [mailman]
 url = http://{MAIL_ADDR}:{MAILMAN_PORT}/3.1
-lists = {' '.join(LISTS)}
 open_lists = csc-general
 
 [ties]
@@ -210,7 +209,7 @@ port = 25
 [audit]
 file = {STATE}/audit.jsonl
 
-# --- maintenance: `ceo members expire` and `ceo members remind` (README, contrib/).
+# --- maintenance: `ceo members expire` and `ceo members remind` (README, examples/).
 # Tests move ceo's clock with `[testing] today = YYYY-MM-DD` (ceo/terms.py clock()), never set here.
 [maintenance]
 # Lapsed accounts are locked this many days after their term's first day.

@@ -67,7 +67,7 @@ def ldap_entry(ldap, dn: str) -> dict | None:
 def assert_only_refusals(records: list[dict], caller: str, refused_ids):
     """Exactly the audit records the protocol promises for refused requests, and nothing else.
 
-    ceo/PROTOCOL.md: every request to a `mutating` verb, not in check mode, writes one record;
+    docs/protocol.md: every request to a `mutating` verb, not in check mode, writes one record;
     the helper (Server.handle) records a request refused for its arguments or its caller
     (BadInput, NotPermitted) with outcome "refused". So each id in `refused_ids` has exactly
     one record, "refused", credited to the real caller; no other id has any.

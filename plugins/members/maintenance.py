@@ -1,5 +1,5 @@
 """`ceo members expire` and `ceo members remind`: the term's maintenance, run every day by cron
-or a systemd timer (see contrib/), unattended.
+or a systemd timer (see examples/), unattended.
 
 Each is one request to the helper of the LDAP host: one paged search of the members, then its
 writes pipelined in bounded batches, never a query per member. A run holds a lock on that host
