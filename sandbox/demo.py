@@ -138,6 +138,9 @@ def _drop_databases():
             for name in NAMES:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
                 cur.execute("DROP USER IF EXISTS %s@'%%'", [name])
+            # MariaDB keeps '%' among the hosts that may try to log in after the last user@'%' is
+            # dropped, until privileges are reloaded (tests/test_sandbox.py checks it refuses them).
+            cur.execute("FLUSH PRIVILEGES")
     finally:
         my.close()
 

@@ -59,7 +59,7 @@ def testkit(cluster):
     """The test plugin (tests/plugins/testkit.py) in the sandbox's site dir, for the client and
     every helper, while this module's tests run; users of the sandbox never see it otherwise.
     A module using it says `pytestmark = pytest.mark.usefixtures("testkit")`. A session that is
-    killed leaves it behind until the next session ends or `sandbox/ctl up` (testkit_repair)."""
+    killed leaves it behind until the next session starts or `sandbox/ctl up` (testkit_repair)."""
     control.testkit_load(os.getpid())
     yield
     control.testkit_unload(os.getpid())

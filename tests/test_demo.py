@@ -136,7 +136,7 @@ def test_expire_check_changed_nothing(runs, root):
         assert "shadowExpire" not in root.read(f"uid={uid},{PEOPLE}"), uid
 
 
-def test_clean_leaves_nothing_of_the_demo(runs, root, mailman):
+def test_clean_leaves_nothing_of_the_demo(cluster, runs, root, mailman):
     """Last in this file: it takes away what the tests above checked."""
     proc = run_demo("--clean")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -160,6 +160,11 @@ def test_clean_leaves_nothing_of_the_demo(runs, root, mailman):
         assert not {f"alice@{DOMAIN}", f"bob@{DOMAIN}"} & emails, ml.list_name
     assert not {f"uid=alice,{PEOPLE}", f"uid=bob,{PEOPLE}"} & set(root.read(f"cn=exec,{GROUPS}").get("uniqueMember", []))
     assert not demo.WORK.exists()
+    # MariaDB refuses other hosts again (it keeps '%' after the last user@'%' until a reload)
+    import pymysql
+    with pytest.raises(pymysql.err.OperationalError) as denied:
+        pymysql.connect(host=cluster.addrs["coffee"], user="root", connect_timeout=3)
+    assert denied.value.args[0] == 1130, denied.value.args  # ER_HOST_NOT_PRIVILEGED
     # nothing left means a run after it starts from scratch: it has nothing to remove
     assert "left by an earlier run" not in run_demo("--clean").stdout
 
