@@ -14,6 +14,9 @@ from .topology import HOSTS, REALM, REPO, STATE, fqdn
 def cmd_up(args) -> int:
     pid, timings = control.up()
     if timings is None:
+        control.join(pid)
+        # A test session that was killed may have left its test plugin in the site dir.
+        control.testkit_repair()
         print(f"sandbox already up (supervisor pid {pid})")
         return 0
     print(f"sandbox up in {timings.pop('total'):.2f} s (supervisor pid {pid}); ready at:")

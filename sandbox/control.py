@@ -13,10 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .topology import HOMES, NETNS, REPO, STATE
+from .topology import HOMES, NETNS, REPO, SITE_DIR, STATE, TESTKIT
 
 PIDFILE = STATE / "supervisor.pid"
 CREATED = STATE.parent / ".sandbox-created"  # mount points `up` made on the machine, for `down`
+TESTKIT_USERS = STATE / "testkit-users"  # a file per test session that loaded the test plugin
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 joined = False  # whether this process has moved into a sandbox's namespace
@@ -279,3 +280,54 @@ def service(action: str, name: str):
         answer = f.readline().strip()
     if answer != "ok":
         raise SandboxError(f"{action} {name}: {answer}")
+
+
+# --- the test plugin: in the site dir only while a test session uses it ------------------------
+# These run inside the namespace (after join): SITE_DIR is the sandbox's own /etc/csc/plugins.
+
+def _started(pid: int) -> str | None:
+    """pid's start time (clock ticks since boot): with the pid, it names one process, never a
+    later one that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def testkit_load(owner: int):
+    """Put tests/plugins/testkit.py in the site dir for test session `owner` (its pid)."""
+    TESTKIT_USERS.mkdir(exist_ok=True)
+    (TESTKIT_USERS / str(owner)).write_text(f"{_started(owner)}\n")
+    SITE_DIR.mkdir(mode=0o755, exist_ok=True)
+    tmp = SITE_DIR / ".testkit.py.new"
+    shutil.copyfile(TESTKIT, tmp)  # a copy owned by root, as the helper demands of site files
+    tmp.chmod(0o644)
+    os.replace(tmp, SITE_DIR / "testkit.py")
+
+
+def testkit_unload(owner: int) -> bool:
+    """Test session `owner` is done with it; it goes when no live session uses it. True if gone."""
+    (TESTKIT_USERS / str(owner)).unlink(missing_ok=True)
+    return testkit_repair()
+
+
+def testkit_repair() -> bool:
+    """Forget sessions that died without unloading it (killed, a lost machine); remove the
+    plugin unless a live one still uses it. True if the site dir is left without it."""
+    live = False
+    for record in TESTKIT_USERS.glob("*") if TESTKIT_USERS.exists() else ():
+        try:
+            alive = record.name.isdigit() and record.read_text().strip() == _started(int(record.name))
+        except OSError:
+            alive = False
+        if alive and _alive(int(record.name)):
+            live = True
+        else:
+            record.unlink(missing_ok=True)
+    if not live:
+        (SITE_DIR / "testkit.py").unlink(missing_ok=True)
+        (SITE_DIR / ".testkit.py.new").unlink(missing_ok=True)
+        for cached in (SITE_DIR / "__pycache__").glob("testkit.*"):  # the helper's compiled copy
+            cached.unlink(missing_ok=True)
+    return not live

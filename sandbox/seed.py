@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
-                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, STATE, UW_BASE,
+                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, SITE_DIR, STATE, UW_BASE,
                        UW_HOST, UW_PEOPLE, fqdn, password, seed_people)
 
 CROSS_REALM_PW = "sandbox-cross-realm"
@@ -143,8 +143,9 @@ realm = {REALM}
 domain = {DOMAIN}
 
 [plugins]
-# The test plugins (tests/plugins) are installed in the sandbox only.
-site_dir = {REPO / 'tests' / 'plugins'}
+# Site plugins (root-owned files only). Empty here: the tests copy their test plugin in while
+# they run (tests/conftest.py), so users of the sandbox never see it.
+site_dir = {SITE_DIR}
 
 [ssh]
 known_hosts = /etc/ssh/ssh_known_hosts
@@ -230,6 +231,7 @@ remind_template = Hello {{cn}},
     The Computer Science Club
 """)
     (etc / "ceo.ini").chmod(0o644)
+    (etc / "plugins").mkdir(mode=0o755, exist_ok=True)
     # Created 0600 (not chmod-ed after writing): there is no moment a member could read it.
     helper = etc / "ceo-helper.ini"
     helper.unlink(missing_ok=True)

@@ -15,6 +15,10 @@ STATE = Path(os.environ.get("CEO_SANDBOX_STATE", REPO / ".sandbox"))
 VENV = Path(os.environ.get("CEO_SANDBOX_VENV", REPO / ".venv"))
 MAILMAN_VENV = Path(os.environ.get("CEO_SANDBOX_MAILMAN_VENV", REPO / ".venv-mailman"))
 HELPER = VENV / "bin" / "ceo-helper"
+# The sandbox's site plugin dir (`[plugins] site_dir`, a path inside its namespace): empty for
+# users; the tests put their test plugin in it while they run (control.testkit_load).
+SITE_DIR = Path("/etc/csc/plugins")
+TESTKIT = REPO / "tests" / "plugins" / "testkit.py"
 # sssd, unpacked from Debian's packages by sandbox/setup.sh (installing them would edit the
 # machine's nsswitch.conf and PAM); the sandbox lays it over /usr in its own namespace.
 SSSD_ROOT = Path(os.environ.get("CEO_SANDBOX_SSSD", REPO / ".sssd"))

@@ -52,11 +52,23 @@ class Cluster:
 def cluster():
     pid, timings = control.up()
     control.join(pid)
+    control.testkit_repair()  # left by a session that was killed
     secrets.start_sampling()  # the process list, for passwords in anyone's arguments
     yield Cluster()
     secrets.stop_sampling()
     if timings is not None:
         control.down()
+
+
+@pytest.fixture(scope="module")
+def testkit(cluster):
+    """The test plugin (tests/plugins/testkit.py) in the sandbox's site dir, for the client and
+    every helper, while this module's tests run; users of the sandbox never see it otherwise.
+    A module using it says `pytestmark = pytest.mark.usefixtures("testkit")`. A session that is
+    killed leaves it behind until the next session starts or `sandbox/ctl up` (testkit_repair)."""
+    control.testkit_load(os.getpid())
+    yield
+    control.testkit_unload(os.getpid())
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from syslogcapture import run_with_syslog
 
+pytestmark = pytest.mark.usefixtures("testkit")  # tests/plugins/testkit.py, loaded for this module
+
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("paramiko", "ldap3", "rich", "gssapi", "psycopg2", "pymysql", "kadmin", "mailmanclient")
 

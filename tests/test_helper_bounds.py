@@ -26,6 +26,8 @@ from rawhelper import HELLO, Raw
 from test_helper_protocol import (  # noqa: F401  (audit and ldap are fixtures)
     NO_ID, _line, assert_error, assert_no_traceback, audit, helper_processes, ldap, ldap_entry, sudo_helper)
 
+pytestmark = pytest.mark.usefixtures("testkit")  # tests/plugins/testkit.py, loaded for this module
+
 # The helper's defaults (ceo/helper.py), which the sandbox's ceo.ini does not change.
 MAX_REFUSALS = 100
 KEEP_MAX = 100

@@ -25,6 +25,8 @@ HOSTS = ["phosphoric-acid", "coffee", "mail"]
 ROLES = {"phosphoric-acid": {"ldap", "kerberos", "homes"}, "coffee": {"databases"}, "mail": {"mail"}}
 from rawhelper import HELLO, Raw
 
+pytestmark = pytest.mark.usefixtures("testkit")  # tests/plugins/testkit.py, loaded for this module
+
 
 @pytest.fixture
 def audit(cluster):

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("testkit")  # tests/plugins/testkit.py, loaded for this module
+
 
 @pytest.mark.parametrize("engine, why", [("postgresql", "PostgreSQL on coffee.csclub.internal failed: SyntaxError "
                                                         "(SQLSTATE 42601)"),

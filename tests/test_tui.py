@@ -22,6 +22,8 @@ from ceo.tui.app import CeoApp, Field, FormScreen, NewMemberScreen, RunScreen
 from ceo.tui import readout
 from ceo.tui.desk import Desk
 
+pytestmark = pytest.mark.usefixtures("testkit")  # tests/plugins/testkit.py, loaded for this module
+
 NOW = T.current()
 NEXT = T.add(NOW, 1)
 
