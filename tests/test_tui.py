@@ -338,7 +338,7 @@ def test_ceo_alone_on_a_terminal_opens_the_menu_and_q_quits(cluster):
     assert b"Traceback" not in seen
 
 
-def test_a_confirmation_answered_no_sends_nothing_and_yes_runs_it(cluster, ui):
+def test_a_confirmation_answered_no_sends_nothing_and_yes_runs_it(cluster, ui, testkit):
     app, size = ui("ofstaff")
     seen = {}
 
