@@ -148,7 +148,8 @@ def declare(plugin, engine: Engine):
         """Each statement a step, shown as sent (a password as ***), undone by its undo."""
         for st in statements:
             ctx.step("sql", lambda st=st: st.run(ctx, service),
-                     (lambda u=st.undo: u.run(ctx, service)) if st.undo else None, describe=st.shown(ctx, service))
+                     (lambda u=st.undo: u.run(ctx, service)) if st.undo else None, describe=st.shown(ctx, service),
+                     would=f"run {st.shown(ctx, service)}")
 
     @plugin.verb("write_info", f"Step: write ~NAME/{info_file}, keeping an older one as .old", role="homes",
                  mutating=True, check=True, params=[Named, Password], **STEP)
@@ -161,11 +162,12 @@ def declare(plugin, engine: Engine):
             raise BadInput(f"{path} is a directory; move it away first")
         if os.path.lexists(path):
             ctx.step("keep-old", lambda: homes.keep_old(home, info_file), lambda: homes.put_back_old(home, info_file),
-                     describe=f"{'keep' if ctx.check else 'kept'} the older {path} as {info_file}.old")
+                     describe=f"kept the older {path} as {info_file}.old",
+                     would=f"keep the older {path} as {info_file}.old")
         ctx.step("info", lambda: homes.write_file(home, info_file, engine.info(ctx.config, name, password), number,
                                                   mode=0o600),
                  lambda: homes.write_file(home, info_file, None, number),
-                 describe=f"{'write' if ctx.check else 'wrote'} {path} (mode 0600, owner {name})")
+                 describe=f"wrote {path} (mode 0600, owner {name})", would=f"write {path} (mode 0600, owner {name})")
         host, port = engine.address(ctx.config)
         return ctx.changed(file=path, host=host, port=port, database=name, user=name)
 
@@ -184,7 +186,7 @@ def declare(plugin, engine: Engine):
                 continue
             ctx.step("info", lambda f=file: homes.write_file(home, f, None, number),
                      lambda f=file, t=text: homes.write_file(home, f, t, number, mode=0o600),
-                     describe=f"{'remove' if ctx.check else 'removed'} {path}")
+                     describe=f"removed {path}", would=f"remove {path}")
             removed.append(path)
         if not removed:
             return ctx.unchanged("info", f"{name} has no {os.path.join(home, info_file)}")

@@ -91,7 +91,8 @@ def unsubscribe_all(ctx, who):
     for mlist, role in roles:
         ctx.step(role, lambda m=mlist, r=role: mailman.remove_role(ctx, m, r, address),
                  lambda m=mlist, r=role: mailman.add_role(ctx, m, r, address),
-                 describe=f"removed {address} as {role} of {mlist.list_name}")
+                 describe=f"removed {address} as {role} of {mlist.list_name}",
+                 would=f"remove {address} as {role} of {mlist.list_name}")
     return ctx.changed(lists=[m.list_name for m in found], roles=[f"{role} of {m.list_name}" for m, role in roles])
 
 
@@ -134,9 +135,11 @@ def set_membership(ctx, list, who, subscribed: bool):
 
     ctx.note(pre_confirmed=True, pre_approved=True)
     if subscribed:
-        ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}")
+        ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}",
+                 would=f"subscribe {address} to {list}")
     else:
-        ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}")
+        ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}",
+                 would=f"unsubscribe {address} from {list}")
     return ctx.changed(**result)
 
 

@@ -129,13 +129,14 @@ def assign(ctx, assign):
     affected = {}
     for uid in sorted(u for u in after if after[u] != before.get(u, set())):
         gained, lost = sorted(after[uid] - before.get(uid, set())), sorted(before.get(uid, set()) - after[uid])
+        change = ", ".join([f"+{p}" for p in gained] + [f"-{p}" for p in lost])
         dn, add, drop = directory.user_dn(ctx.config, uid), {"position": gained} if gained else {}, \
             {"position": lost} if lost else {}
         ctx.step("position", lambda d=dn, a=add, r=drop, u=uid: directory.modify(conn, d, f"changing {u}'s positions",
                                                                                   add=a, delete=r),
                  lambda d=dn, a=add, r=drop, u=uid: directory.modify(conn, d, f"restoring {u}'s positions",
                                                                       add=r, delete=a),
-                 describe=f"{uid}: " + ", ".join([f"+{p}" for p in gained] + [f"-{p}" for p in lost]))
+                 describe=f"{uid}: " + change, would=f"change {uid}'s positions: {change}")
         affected[uid] = sorted(after[uid])
     positions = {p: sorted(u for u, held in after.items() if p in held) for p in known}
     result = {"positions": positions, "affected": affected, "group": exec_group(ctx.config)}

@@ -91,7 +91,8 @@ def convert_terms(ctx, uid, to):
     there = {dst: added} if added else {}
     ctx.step("terms", lambda: directory.modify(conn, dn, f"converting {uid}", delete={src: moving}, add=there),
              lambda: directory.modify(conn, dn, f"undoing the conversion of {uid}", delete=there, add={src: moving}),
-             describe=f"{uid} is now a {name}: moved {' '.join(moving)} from {src} to {dst}")
+             describe=f"{uid} is now a {name}: moved {' '.join(moving)} from {src} to {dst}",
+             would=f"make {uid} a {name}: move {' '.join(moving)} from {src} to {dst}")
     return ctx.changed(**result)
 
 
@@ -127,7 +128,8 @@ def unrenew(ctx, uid, term):
     gone = {a: [term] for a in attrs}
     ctx.step("terms", lambda: directory.modify(conn, dn, f"removing {term} from {uid}", delete=gone),
              lambda: directory.modify(conn, dn, f"putting {term} back on {uid}", add=gone),
-             describe=f"removed {term} from {uid} ({', '.join(attrs)})")
+             describe=f"removed {term} from {uid} ({', '.join(attrs)})",
+             would=f"remove {term} from {uid} ({', '.join(attrs)})")
     return ctx.changed(uid=uid, removed=term,
                        terms=T.sort(t for t in entry.get("term", []) if t != term),
                        nonMemberTerms=T.sort(t for t in entry.get("nonMemberTerm", []) if t != term))

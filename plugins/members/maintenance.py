@@ -111,8 +111,7 @@ def expire(ctx):
         if ctx.check:
             result["locked"] = due
             if due:
-                ctx.emit({"step": "expire", "status": "would",
-                          "message": f"lock {count(len(due), 'account')} not registered in {now}"})
+                ctx.would("expire", f"lock {count(len(due), 'account')} not registered in {now}")
         else:
             result["locked"], result["failed"] = _lock(ctx, due)
             if result["locked"]:
@@ -204,7 +203,7 @@ def remind(ctx):
         if ctx.check:
             result["reminded"] = due
             if due:
-                ctx.emit({"step": "remind", "status": "would", "message": f"email {count(len(due), 'member')} of {prev}"})
+                ctx.would("remind", f"email {count(len(due), 'member')} of {prev}")
         else:
             if due:
                 _record_place(ctx, now)

@@ -98,7 +98,7 @@ def updateprograms(ctx):
         return ctx.unchanged("programs", "every member's program matches the university directory", **result)
     if ctx.check:
         for c in changes:
-            ctx.emit({"step": "program", "status": "would", "message": _line(c)})
+            ctx.would("program", f"change the program of {_line(c)}")
         return result
     done, result["failed"] = _write(ctx, changes)
     result["changes"] = done
