@@ -74,7 +74,8 @@ class Output:
                 doc["steps"] = self.steps
             print(json.dumps(doc, indent=2, sort_keys=True, default=str))
         msg = err.message.splitlines()[0] if err.message else err.name
-        print(f"ceo: {plain(msg)}", file=sys.stderr)
+        # A message that names the command typed (`ceo members add needs ...`) already says who speaks.
+        print(plain(msg) if msg.startswith("ceo ") else f"ceo: {plain(msg)}", file=sys.stderr)
 
     def table(self, columns, rows, title=None):
         from rich.table import Table

@@ -170,6 +170,11 @@ class Verb:
     def qualname(self) -> str:
         return f"{self.plugin.name}.{self.name}"
 
+    @property
+    def command(self) -> str:
+        """What the user types: `ceo members add` (messages name this, never the qualname)."""
+        return f"ceo {self.plugin.name} {self.name}"
+
     def validate(self, args: dict) -> dict:
         """The helper's (authoritative) check of a request's arguments."""
         if not isinstance(args, dict):

@@ -108,7 +108,7 @@ def test_staff_only_verb(cluster, user, code):
     proc = ceo(cluster, user, "testkit", "staffonly", "--note", "x")
     assert proc.returncode == code, proc.stderr
     if code == 3:
-        assert proc.stderr.strip() == f"ceo: testkit.staffonly needs office or syscom; {user} has none of these"
+        assert proc.stderr.strip() == f"ceo testkit staffonly needs office or syscom; {user} has none of these"
 
 
 def test_json_error_is_one_document(cluster):

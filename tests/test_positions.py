@@ -180,7 +180,7 @@ def test_a_position_the_config_does_not_name_is_unknown(cluster, ldap, team):
 def test_only_syscom_sets_positions(cluster, connect, ldap, team):
     before = ldap.positions(), ldap.members_of("exec")
     one_line(positions(cluster, "ofstaff", "set", "--president", team[0], "--vice-president", team[1]), 3,
-             "positions.assign needs syscom")
+             "ceo positions set needs syscom")
     # ... nor by sending the step itself.
     _, reply = rawhelper.request(connect("phosphoric-acid", "ofstaff"), "positions", "assign",
                                  {"assign": [f"president={team[0]}", f"vice-president={team[1]}"]})
