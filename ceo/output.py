@@ -87,6 +87,23 @@ class Output:
         self.console.print(table)
 
 
+def facts(console, title: str, rows, below=None):
+    """A panel of labelled facts, in a person's words ("User number", never uidNumber), with
+    `below` (a table) inside it under them. Values are made safe here; a list is joined by
+    spaces, an empty value is "-"."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else _scalar(value)
+        grid.add_row(label, safe(shown or "-"))
+    body = grid if below is None else Group(grid, "", below)
+    console.print(Panel(body, title=safe(title), title_align="left", expand=False))
+
+
 def format_value(value, indent: int = 0) -> str:
     pad = "  " * indent
     if isinstance(value, dict):

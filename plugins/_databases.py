@@ -18,7 +18,7 @@ import os
 
 from ceo import policy
 from ceo.errors import BadInput, NotFound
-from ceo.output import count, safe
+from ceo.output import count, facts, safe
 from ceo.plugin import Str, Uid
 from ceo.services import homes, sql
 
@@ -60,11 +60,17 @@ def declare(plugin, engine: Engine):
     # --- the verbs users type ------------------------------------------------------------------
 
     def render_password(console, result):
+        # password None: check mode, nothing made; left out: the office UI shows it itself.
+        if "password" in result and not result["password"]:
+            return
+        rows = [("Host", f"{result['host']}:{result['port']}"), ("Database", result["database"]),
+                ("User", result["user"])]
         if result.get("password"):
-            console.print(f"{label} database [bold]{result['database']}[/] on {safe(result['host'])}:"
-                          f"{result['port']}, user [bold]{result['user']}[/]")
-            console.print(f"Password: [bold]{result['password']}[/]  (shown once; also in {safe(result['file'])}, "
-                          f"which only {result['user']} can read)")
+            rows.append(("Password", result["password"]))
+        rows.append(("Details in", result["file"]))
+        facts(console, f"{label} database {result['database']}", rows)
+        console.print(f"{'The password is shown once; it is also' if result.get('password') else 'It is'} in "
+                      f"{safe(result['file'])}, which only {safe(result['user'])} can read.")
 
     @plugin.composite("create", f"A {label} database and user for you, a club of yours, or (syscom) anyone; "
                       "the password is shown once", check=True, allow=STEP["allow"], render=render_password, params=[Account])

@@ -630,7 +630,8 @@ def test_pwreset(cluster, accounts, tmp_path):
 
     proc = ceo(cluster, "ctdalek", "pwreset", p.uid)
     assert proc.returncode == 0, proc.stderr
-    found = re.search(rf"Temporary password for {p.uid}@{cluster.realm}: (\S+)", proc.stdout)
+    assert re.search(rf"│ Principal +{p.uid}@{cluster.realm} ", proc.stdout), proc.stdout
+    found = re.search(r"│ Temporary password +(\S+) ", proc.stdout)
     assert found, proc.stdout
     new = found.group(1)
     assert new != p.password and len(new) >= 12

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ceo import policy
 from ceo.errors import CeoError, NotFound, PartlyDone
-from ceo.output import count, safe
+from ceo.output import count, facts, safe
 from ceo.plugin import Flag
 from ceo.services import directory
 
@@ -169,21 +169,23 @@ def get(ctx, group):
 
 
 def _render_group(console, r):
-    console.print(f"[bold]{safe(r['group'])}[/]{' (club)' if r['club'] else ''}, gid {r['gid']}"
-                  + (f": {safe(r['description'])}" if r["description"] else ""))
     ties = [f"groups {', '.join(r['ties']['groups'])}"] * bool(r["ties"]["groups"]) + \
         [f"lists {', '.join(r['ties']['lists'])}"] * bool(r["ties"]["lists"])
-    console.print(f"Its members get: {safe('; '.join(ties))}" if ties else "It ties no groups or lists")
+    rows = [("Description", r["description"]), ("Kind", "club account" if r["club"] else "group"),
+            ("Group number", r["gid"]), ("Its members get", "; ".join(ties) or "nothing more")]
     if r["tied_to"]:
-        console.print(f"Members of {safe(', '.join(r['tied_to']))} get it")
-    from rich.table import Table
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("uid", "name", "given by"):
-        table.add_column(column)
-    for m in r["members"]:
-        table.add_row(safe(m["uid"]), safe(m["name"] or ""), safe(", ".join(m["given_by"]) or "(own)"))
-    console.print(table)
-    console.print(count(len(r["members"]), "member"))
+        rows.append(("Given to members of", ", ".join(r["tied_to"])))
+    rows.append(("Members", count(len(r["members"]), "member")))
+    table = None
+    if r["members"]:
+        from rich.table import Table
+        table = Table(show_edge=False, header_style="bold", pad_edge=False)
+        for column in ("user", "name", "member by"):
+            table.add_column(column, overflow="fold")
+        for m in r["members"]:
+            by = f"given by {', '.join(m['given_by'])}" if m["given_by"] else "their own"
+            table.add_row(safe(m["uid"]), safe(m["name"] or ""), safe(by))
+    facts(console, r["group"], rows, below=table)
 
 
 @plugin.verb("list", "Clubs and groups, with member counts (--clubs: clubs only)", role="ldap",

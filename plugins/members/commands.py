@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ceo import policy, terms as T
 from ceo.errors import NOT_PERMITTED, BadInput, CeoError
-from ceo.output import count, safe
+from ceo.output import count, facts, safe
 from ceo.plugin import Flag, Str, Term, Uid
 
 from plugins.lists import refuse_list_addresses
@@ -66,16 +66,23 @@ def _announce(run, uid, cn, program, kind, failed, details):
              role="mail", describe="announcement to the ceo list", best_effort=True)
 
 
+# A result's password (add, pwreset): given, it is shown once here; None, nothing was made
+# (check mode); left out, the office UI shows it itself (spelled out), and the rest is shown.
 def _render_added(console, result):
+    if result.get("uidNumber") is None:  # check mode: the steps said what would be made
+        return
+    rows = [("User number", result["uidNumber"]),
+            ("Club rep terms" if result.get("kind") == "clubrep" else "Terms", result.get("terms") or []),
+            ("Principal", result.get("principal"))]
     if result.get("password"):
-        console.print(f"[bold]{result['uid']}[/] (uid number {result['uidNumber']}), terms "
-                      f"{', '.join(result['terms'] or [])}")
-        console.print(f"Temporary password: [bold]{result['password']}[/]  (shown once; "
-                      "they must change it at first login)")
+        rows.append(("Temporary password", result["password"]))
+    facts(console, f"{result['uid']}: a new {'club rep' if result.get('kind') == 'clubrep' else 'member'}", rows)
+    if result.get("password"):
+        console.print("The password is shown once; they must change it at first login.")
 
 
 @plugin.composite("get", "Show a member: name, program, numbers, terms, positions, groups, lock, forwarding",
-                  params=[Uid("uid", "the member", positional=True)])
+                  params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_member(c, r))
 def get(run, uid):
     info = run.call("members.info", {"uid": uid}, role="ldap")
     try:
@@ -84,6 +91,19 @@ def get(run, uid):
         if err.exit_code != NOT_PERMITTED:  # forwarding is for the member, office and syscom only
             info["forwarding"] = f"(unavailable: {err.message})"
     return info
+
+
+def _render_member(console, r):
+    forwarding = r.get("forwarding")
+    rows = [("Name", r.get("name"))]
+    rows += [(label, r.get(key)) for label, key in (("Given name", "given_name"), ("Surname", "sn")) if r.get(key)]
+    rows += [("Program", r.get("program")), ("User number", r.get("uidNumber")), ("Group number", r.get("gidNumber")),
+             ("Home", r.get("home")), ("Shell", r.get("shell")), ("Terms", r.get("terms") or []),
+             ("Club rep terms", r.get("club_rep_terms") or []), ("Positions", r.get("positions") or []),
+             ("Groups", r.get("groups") or []), ("Locked", "yes" if r.get("locked") else "no")]
+    if forwarding is not None:  # not shown to a caller who may not read it
+        rows.append(("Mail forwarding", forwarding if isinstance(forwarding, str) else ", ".join(forwarding)))
+    facts(console, r["uid"], rows)
 
 
 @plugin.verb("list", "List members: --term T, --expired, --clubreps", role="ldap", params=[
@@ -176,9 +196,14 @@ def pwreset(run, uid):
 
 
 def _render_password(console, result):
+    if "password" in result and not result["password"]:  # check mode: nothing was changed
+        return
+    rows = [("Principal", result.get("principal"))]
     if result.get("password"):
-        console.print(f"Temporary password for {result['principal']}: [bold]{result['password']}[/]  "
-                      "(shown once; it must be changed at next login)")
+        rows.append(("Temporary password", result["password"]))
+    facts(console, f"{result.get('principal', '').split('@')[0]}: a new temporary password", rows)
+    console.print(f"{'The password is shown once; it' if result.get('password') else 'It'} must be changed "
+                  "at next login.")
 
 
 @plugin.composite("delete", "Delete a member: lists, home, LDAP entries and groups, principal (syscom)",
