@@ -46,7 +46,9 @@ def _add_param(parser, p):
 
 
 def _add_verb(subparsers, verb):
-    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help)
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in verb.examples) if verb.examples else None
+    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help, epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     for p in verb.params:
         if p.cli:
             _add_param(vp, p)

@@ -73,14 +73,20 @@ def declare(plugin, engine: Engine):
                       f"{safe(result['file'])}, which only {safe(result['user'])} can read.")
 
     @plugin.composite("create", f"A {label} database and user for you, a club of yours, or (syscom) anyone; "
-                      "the password is shown once", check=True, allow=STEP["allow"], render=render_password, params=[Account])
+                      "password shown once",
+                      example=(f"ceo {noun} create                 # a database for you",
+                               f"ceo {noun} create gamedev         # a club's, by one of its members"),
+                      check=True, allow=STEP["allow"], render=render_password, params=[Account])
     def create(run, name):
         name = caller_unless(run, name)
         run.prepare(["databases", "homes"])
         made = run.step(f"{noun}.make", {"name": name}, role="databases", describe=f"{label} database {name}")
         return details(run, name, made)
 
-    @plugin.composite("pwreset", f"A new password for a {label} database's user, shown once", check=True, allow=STEP["allow"],
+    @plugin.composite("pwreset", f"A new password for a {label} database's user, shown once",
+                      example=(f"ceo {noun} pwreset",
+                               f"ceo {noun} pwreset gamedev"),
+                      check=True, allow=STEP["allow"],
                       render=render_password, params=[Account])
     def pwreset(run, name):
         name = caller_unless(run, name)
@@ -96,7 +102,9 @@ def declare(plugin, engine: Engine):
         shown = {k: info.get(k) for k in ("host", "port", "database", "user", "file")}
         return {**shown, "password": made.get("password")}
 
-    @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file", check=True, allow=STEP["allow"],
+    @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file",
+                      example=f"ceo {noun} delete alice --check",
+                      check=True, allow=STEP["allow"],
                       confirm=f"Drop the {label} database {{name}}, all its tables, and its user?", params=[Named])
     def delete(run, name):
         run.prepare(["databases", "homes"])
@@ -115,7 +123,9 @@ def declare(plugin, engine: Engine):
         console.print(table)
         console.print(count(len(rows), "database"))
 
-    @plugin.verb("list", f"The {label} databases ceo made: owner and size (syscom)", role="databases",
+    @plugin.verb("list", f"The {label} databases ceo made: owner and size (syscom)",
+                 example=f"ceo {noun} list --json",
+                 role="databases",
                  allow=("syscom",), render=render_list)
     def list_(ctx):
         return sql.managed(ctx, service)

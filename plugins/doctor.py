@@ -34,6 +34,8 @@ def render(console, result):
 
 
 @plugin.composite("check", "Check the ticket, then every inventory host in parallel (exit 1 on any failure)",
+                  example=("ceo doctor",
+                           "ceo doctor check --json"),
                   render=render)
 def check(run):
     from ceo.errors import CeoError
@@ -69,7 +71,9 @@ def _row(host, check, ok, detail, ms=None):
     return {"host": host, "check": check, "ok": bool(ok), "detail": detail, "ms": ms}
 
 
-@plugin.verb("ping", "Answer at once (a no-op: measures the round trip)", role="any", allow=("any",))
+@plugin.verb("ping", "Answer at once (a no-op: measures the round trip)",
+             example="ceo doctor ping --host coffee.csclub.internal",
+             role="any", allow=("any",))
 def ping(ctx):
     return {"pong": True, "host": ctx.host}
 

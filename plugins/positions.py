@@ -39,7 +39,9 @@ def _holders(ctx) -> dict[str, dict]:
             for e in found}
 
 
-@plugin.verb("get", "Each position and who holds it", role="ldap", render=lambda c, r: _render(c, r))
+@plugin.verb("get", "Each position and who holds it",
+             example="ceo positions get",
+             role="ldap", render=lambda c, r: _render(c, r))
 def get(ctx):
     holders = _holders(ctx)
     known = names(ctx.config)
@@ -63,8 +65,10 @@ def Holders(position):
                multiple=True, metavar="UID", pattern=f"({UID})?", describe="a user name, or '' for nobody")
 
 
-@plugin.composite("set", "Set who holds positions (syscom): --POSITION UID [UID...] gives a position those "
-                  "holders, --POSITION '' leaves it vacant; positions not named keep their holders",
+@plugin.composite("set", "Set who holds positions (syscom): --POSITION '' leaves it vacant, others keep "
+                  "their holders",
+                  example=("ceo positions set --president alice --treasurer bob carol",
+                           "ceo positions set --cro ''   # leaves cro vacant"),
                   allow=("syscom",), check=True, params=[Holders(p) for p in NAMES.split()])
 def set_(run, **given):
     assign = []

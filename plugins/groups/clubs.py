@@ -29,6 +29,7 @@ Description = Str("description", "what the club is called, e.g. 'Women in Comput
 
 
 @plugin.composite("add", "Add a club account: LDAP user, group, sudo rule for its members, shared home (syscom)",
+                  example='ceo groups add gamedev --description "Game Development Club"',
                   allow=("syscom",), check=True, params=[Name, Description])
 def add(run, name, description):
     run.prepare(["ldap", "homes"])
@@ -41,8 +42,10 @@ def add(run, name, description):
             "sudo_rule": f"%{name}"}
 
 
-@plugin.composite("delete", "Delete a club account: sudo rule, home, LDAP user and group, every reference, "
-                  "list roles; a tombstone keeps the name (syscom)", allow=("syscom",), check=True,
+@plugin.composite("delete", "Delete a club account and every reference to it; a tombstone keeps the name "
+                  "(syscom)",
+                  example="ceo groups delete gamedev --check",
+                  allow=("syscom",), check=True,
                   confirm="Delete the club account {name}: its sudo rule, group, home directory and list roles?",
                   params=[Uid("name", "the club's account name", positional=True, metavar="NAME")])
 def delete(run, name):

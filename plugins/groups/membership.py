@@ -95,7 +95,10 @@ def _result(run, result: dict) -> dict:
 # --- verbs ---------------------------------------------------------------------------------------
 
 @plugin.composite("addmember", "Add a user to a group, and to the groups and lists it ties (syscom; "
-                  "a club's members: their club)", check=True, allow=MANAGE["allow"], params=[
+                  "a club's members: their club)",
+                  example=("ceo groups addmember gamedev alice",
+                           "ceo groups addmember syscom alice   # also office, staff, adm, src and two lists"),
+                  check=True, allow=MANAGE["allow"], params=[
                       Group, Member, Flag("no_subscribe", "do not subscribe them to the lists the group ties")])
 def addmember(run, group, uid, no_subscribe):
     run.prepare(["ldap"] if no_subscribe else ["ldap", "mail"])
@@ -105,8 +108,11 @@ def addmember(run, group, uid, no_subscribe):
         raise rolled_back(run, err) from None
 
 
-@plugin.composite("removemember", "Remove a user from a group, and take back only what it gave them "
-                  "(syscom; a club's members: their club)", check=True, allow=MANAGE["allow"], params=[
+@plugin.composite("removemember", "Remove a user from a group, and only what it gave them "
+                  "(syscom; a club's members: their club)",
+                  example=("ceo groups removemember gamedev alice",
+                           "ceo groups removemember syscom alice --no-unsubscribe"),
+                  check=True, allow=MANAGE["allow"], params=[
                       Group, Member, Flag("no_unsubscribe", "leave their list subscriptions alone")])
 def removemember(run, group, uid, no_unsubscribe):
     run.prepare(["ldap"] if no_unsubscribe else ["ldap", "mail"])
@@ -141,7 +147,9 @@ def _names(ctx, uids) -> dict[str, str]:
     return out
 
 
-@plugin.verb("get", "Show a group: description, gid, members and their names, what it ties", role="ldap",
+@plugin.verb("get", "Show a group: description, gid, members and their names, what it ties",
+             example="ceo groups get syscom",
+             role="ldap",
              params=[Group], render=lambda c, r: _render_group(c, r))
 def get(ctx, group):
     conn, config = ctx.ldap(), ctx.config
@@ -188,7 +196,9 @@ def _render_group(console, r):
     facts(console, r["group"], rows, below=table)
 
 
-@plugin.verb("list", "Clubs and groups, with member counts (--clubs: clubs only)", role="ldap",
+@plugin.verb("list", "Clubs and groups, with member counts (--clubs: clubs only)",
+             example="ceo groups list --clubs",
+             role="ldap",
              params=[Flag("clubs", "only clubs")], render=lambda c, r: _render_list(c, r))
 def list_(ctx, clubs):
     conn, config = ctx.ldap(), ctx.config

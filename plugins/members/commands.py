@@ -16,6 +16,8 @@ from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
 
 
 @plugin.composite("add", "Add a member (or --clubrep): LDAP, Kerberos, home, forwarding, welcome, lists",
+                  example=('ceo members add alice --cn "Alice Liddell" --program "MAT/CS" --terms 2',
+                           'ceo members add bob --clubrep --cn "Bob Builder" --check'),
                   allow=policy.STAFF, check=True, render=lambda c, r: _render_added(c, r), params=[
                       *NEW_ACCOUNT, Address, Flag("no_welcome", "do not send the welcome email"),
                       Flag("no_subscribe", "do not subscribe to csc-general")])
@@ -82,6 +84,7 @@ def _render_added(console, result):
 
 
 @plugin.composite("get", "Show a member: name, program, numbers, terms, positions, groups, lock, forwarding",
+                  example="ceo members get alice",
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_member(c, r))
 def get(run, uid):
     info = run.call("members.info", {"uid": uid}, role="ldap")
@@ -106,7 +109,11 @@ def _render_member(console, r):
     facts(console, r["uid"], rows)
 
 
-@plugin.verb("list", "List members: --term T, --expired, --clubreps", role="ldap", params=[
+@plugin.verb("list", "List members: --term T, --expired, --clubreps",
+             example=("ceo members list",
+                      "ceo members list --expired --json",
+                      "ceo members list --term w2027 --clubreps"),
+             role="ldap", params=[
     Term("term", "members registered in this term (default: the current one)"),
     Flag("expired", "members whose terms have all passed"),
     Flag("clubreps", "club reps instead of members")], render=lambda c, r: _render_list(c, r))
@@ -139,7 +146,11 @@ def _render_list(console, rows):
     console.print(count(len(rows), "account"))
 
 
-@plugin.composite("modify", "Change a member's login shell or mail forwarding", check=True,
+@plugin.composite("modify", "Change a member's login shell or mail forwarding",
+                  example=("ceo members modify alice --login-shell /bin/zsh",
+                           "ceo members modify alice --forwarding-address alice@example.org",
+                           "ceo members modify alice --no-forwarding"),
+                  check=True,
                   allow=("self", "office", "syscom"), params=[
     Uid("uid", "the member", positional=True),
     Str("login_shell", "a shell listed in the host's /etc/shells", metavar="PATH", pattern=r"/[A-Za-z0-9/._+-]{1,255}",
@@ -159,7 +170,11 @@ def modify(run, uid, login_shell, forwarding_address, no_forwarding):
 
 
 @plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
-                  "--csv FILE renews many", check=True, allow=policy.STAFF, render=lambda c, r: _render_renewals(c, r), params=[
+                  "--csv FILE renews many",
+                  example=("ceo members renew alice              # the next unregistered term",
+                           "ceo members renew alice --term w2027 s2027",
+                           "ceo members renew --csv renewals.csv --receipt done.csv"),
+                  check=True, allow=policy.STAFF, render=lambda c, r: _render_renewals(c, r), params=[
                       Uid("uid", "the member (or --csv)", positional=True, required=False), Count("how many terms, from the next unregistered one (default 1)"), Terms,
                       Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
                                    "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
@@ -188,7 +203,9 @@ def _render_renewals(console, result):
         csvrenew.render(console, result)
 
 
-@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True, allow=("syscom",),
+@plugin.composite("pwreset", "Give a member a new temporary password (syscom)",
+                  example="ceo members pwreset alice",
+                  check=True, allow=("syscom",),
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_password(c, r))
 def pwreset(run, uid):
     run.call("members.info", {"uid": uid}, role="ldap")  # exists?
@@ -207,6 +224,8 @@ def _render_password(console, result):
 
 
 @plugin.composite("delete", "Delete a member: lists, home, LDAP entries and groups, principal (syscom)",
+                  example=("ceo members delete alice --check",
+                           "ceo members delete alice --yes"),
                   check=True, allow=("syscom",), confirm="Delete {uid}'s account, home directory and subscriptions?",
                   params=[Uid("uid", "the member", positional=True)])
 def delete(run, uid):

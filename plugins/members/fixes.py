@@ -29,8 +29,11 @@ def _member_entry(ctx, uid) -> dict:
 
 # --- convert -----------------------------------------------------------------------------------
 
-@plugin.composite("convert", "Make a club rep a member (--to member) or a member a club rep (--to clubrep): "
-                  "the terms move between term and nonMemberTerm", check=True, allow=policy.STAFF, params=[
+@plugin.composite("convert", "Make a club rep a member (--to member) or a member a club rep (--to clubrep), "
+                  "terms and all",
+                  example=("ceo members convert alice --to clubrep   # her terms become club rep terms",
+                           "ceo members convert bob --to member --no-welcome"),
+                  check=True, allow=policy.STAFF, params=[
                       Uid("uid", "the member or club rep", positional=True), To,
                       Flag("no_welcome", "becoming a member: do not send the welcome email"),
                       Flag("no_subscribe", "becoming a member: do not subscribe to csc-general"),
@@ -98,7 +101,9 @@ def convert_terms(ctx, uid, to):
 
 # --- unrenew -----------------------------------------------------------------------------------
 
-@plugin.verb("unrenew", "Remove a term registered by mistake (the current one or a later one)", role="ldap",
+@plugin.verb("unrenew", "Remove a term registered by mistake (the current one or a later one)",
+             example="ceo members unrenew alice --term w2027",
+             role="ldap",
              allow=policy.STAFF, guard=policy.protected_account_guard, mutating=True, check=True,
              params=[Uid("uid", "the member or club rep", positional=True),
                      Term("term", "the term to remove, e.g. w2027", required=True)])
@@ -139,7 +144,10 @@ def unrenew(ctx, uid, term):
 
 # Members' names are personal data: the desk (office) and syscom look people up; a member has
 # no need of a directory of everyone else's names and programs.
-@plugin.verb("search", "Find members and club reps by part of a name or user name (office, syscom)", role="ldap",
+@plugin.verb("search", "Find members and club reps by part of a name or user name (office, syscom)",
+             example=('ceo members search "ali lid"',
+                      "ceo members search regular --limit 50"),
+             role="ldap",
              allow=policy.STAFF, params=[
                  Str("text", "part of a name or user name; every word must match", positional=True, max_length=100),
                  Int("limit", "at most this many (default 20)", min=1, max=100)],

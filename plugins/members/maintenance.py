@@ -88,8 +88,11 @@ def _syslog(ctx, job, text):
 
 # --- expire ---------------------------------------------------------------------------------
 
-@plugin.verb("expire", "Lock the accounts of members and club reps not registered this term, once its grace "
-             "period has passed (unattended: cron)", role="ldap", allow=("syscom",),
+@plugin.verb("expire", "Lock members and club reps not registered this term, after its grace period "
+             "(unattended: cron)",
+             example=("ceo members expire --check",
+                      "ceo --keytab /etc/csc/maintenance.keytab members expire --json   # from cron"),
+             role="ldap", allow=("syscom",),
              permit=policy.maintenance_account, mutating=True, check=True, audit_rows=True,
              render=lambda c, r: _render_expired(c, r))
 def expire(ctx):
@@ -177,8 +180,10 @@ def reminders_dn(ctx, term: str | None = None) -> str:
     return f"ou={term},{base}" if term else base
 
 
-@plugin.verb("remind", "Email the members of last term who have not renewed, once per member per term; a "
-             "summary to syscom-alerts (unattended: cron)", role="ldap", allow=("syscom",),
+@plugin.verb("remind", "Remind last term's members who have not renewed, once per term; a summary to "
+             "syscom-alerts (cron)",
+             example="ceo members remind --check",
+             role="ldap", allow=("syscom",),
              permit=policy.maintenance_account, mutating=True, check=True, audit_rows=True,
              render=lambda c, r: _render_reminded(c, r))
 def remind(ctx):

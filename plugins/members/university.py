@@ -34,6 +34,7 @@ def university_step(ctx, uid):
 
 
 @plugin.composite("lookup", "Show what the university directory holds about a user name (office, syscom)",
+                  example="ceo members lookup alice",
                   allow=policy.STAFF, params=[Uid("uid", "the user name", positional=True)])
 def lookup(run, uid):
     found = run.call("members.university", {"uid": uid}, role="ldap")
@@ -76,6 +77,7 @@ def _clean(value):
 
 
 @plugin.verb("updateprograms", "Bring every member's program in line with the university directory (syscom)",
+             example="ceo members updateprograms --check",
              role="ldap", allow=("syscom",), mutating=True, check=True, audit_rows=True,
              render=lambda c, r: _render(c, r))
 def updateprograms(ctx):
