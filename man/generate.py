@@ -64,6 +64,8 @@ def bundled():
 
 
 def main(argv=None) -> int:
+    import os
+    os.environ["COLUMNS"] = "80"  # argparse wraps usage to the terminal: the same pages from any terminal
     argv = sys.argv[1:] if argv is None else argv
     where = Path(argv[0]) if argv else Path(__file__).resolve().parent
     registry = bundled()
