@@ -3,10 +3,9 @@
 `ctx.step(...)` runs one step of a verb and registers how to undo it; when the verb fails,
 the helper undoes the completed steps in reverse and reports each one. A step says what it
 did (`describe`, past tense: "subscribed X to csc-general") and what it would do (`would`,
-the bare verb: "subscribe X to csc-general"), which check mode prints as "would subscribe X
-to csc-general". Connections (LDAP,
-kadmin, ...) are opened on first use and kept for the whole session, so a batch of requests
-pays for them once.
+the bare verb: "subscribe X to csc-general"), which check mode prints as "would subscribe
+X to csc-general". Connections (LDAP, kadmin, ...) are opened on first use and kept for the
+whole session, so a batch of requests pays for them once.
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ class Run:
         try:
             result = session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
         except CeoError as err:
-            typed = self.typed(err, qualname)
-            if typed is err:
+            named = self.typed(err, qualname)
+            if named is err:
                 raise
-            raise typed from err
+            raise named from err
         if keep and not self.check:
             self.kept.setdefault(session, []).append(session.last_id)
         return result
@@ -88,7 +88,9 @@ class Run:
 
     def step(self, qualname: str, args: dict, *, role: str, describe: str, best_effort: bool = False):
         """One step: a helper verb on the host of `role`. If a later step fails, the helper that
-        ran this one undoes it (its own steps, in reverse), within the same session."""
+        ran this one undoes it (its own steps, in reverse), within the same session. `describe`
+        names the step (`LDAP account alice`) for its failure, warning or undo; what it did or
+        would do (check mode) the helper's own steps say."""
         try:
             result = self.call(qualname, args, role=role, keep=not best_effort)
         except CeoError as err:
