@@ -162,3 +162,16 @@ def test_renderers_show_the_rest_when_the_ui_took_the_password(qualname, result,
         assert re.search(r"\s+".join(map(re.escape, fact.split("  "))), without), (fact, without)
     assert "Sekr1tSekr1tSekr" in with_password and "Sekr1t" not in without and "assword  " not in without
     assert nothing == ""
+
+
+def test_a_panel_shows_hostile_values_as_text():
+    """Names and descriptions come from LDAP: escape sequences and rich markup are shown, not run."""
+    import io
+    from rich.console import Console
+    from ceo.output import facts
+    buf = io.StringIO()
+    facts(Console(file=buf, width=80, force_terminal=True, highlight=False), "x\x1b]0;owned\x07",
+          [("Name", "[red]Mallory[/] \x1b[2J\u202eevil")])
+    shown = buf.getvalue()
+    assert "\x1b]0;" not in shown and "\x1b[2J" not in shown and "\u202e" not in shown, repr(shown)
+    assert "[red]Mallory[/]" in shown and "\\x1b[2J" in shown and "\\u202e" in shown, shown
