@@ -46,7 +46,9 @@ def _add_param(parser, p):
 
 
 def _add_verb(subparsers, verb):
-    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help)
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in verb.examples) if verb.examples else None
+    vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help, epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     for p in verb.params:
         if p.cli:
             _add_param(vp, p)
@@ -153,7 +155,7 @@ def run_command(verb, ns, config, inv_path) -> int:
     try:
         args = verb.validate(raw)
         if ns.check and verb.mutating and not verb.check:
-            raise BadInput(f"{verb.qualname} has no --check mode")
+            raise BadInput(f"{verb.command} has no --check mode")
         _confirm(verb, args, ns)
         keytab = getattr(ns, "keytab", None) or config.get("kerberos", "client_keytab")
         if keytab:
@@ -170,7 +172,8 @@ def run_command(verb, ns, config, inv_path) -> int:
         run = Run(inventory, config, out, check=ns.check)
         result = run_verb(run, verb, args, host=host)
     except CeoError as err:
-        out.error(err)
+        from .runner import typed
+        out.error(typed(err, verb, verb.qualname))  # the verb's own validation names it as typed
         return err.exit_code
     except KeyboardInterrupt:
         print("ceo: interrupted", file=sys.stderr)

@@ -1,9 +1,11 @@
 """What a verb's function gets on the helper side: who called, where, and the means to act.
 
 `ctx.step(...)` runs one step of a verb and registers how to undo it; when the verb fails,
-the helper undoes the completed steps in reverse and reports each one. Connections (LDAP,
-kadmin, ...) are opened on first use and kept for the whole session, so a batch of requests
-pays for them once.
+the helper undoes the completed steps in reverse and reports each one. A step says what it
+did (`describe`, past tense: "subscribed X to csc-general") and what it would do (`would`,
+the bare verb: "subscribe X to csc-general"), which check mode prints as "would subscribe
+X to csc-general". Connections (LDAP, kadmin, ...) are opened on first use and kept for the
+whole session, so a batch of requests pays for them once.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ class Steps:
         self.emit, self.check = emit, check
         self.done: list[tuple[str, object]] = []
 
-    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = ""):
+    def run(self, name: str, do, undo=None, *, best_effort=False, describe: str = "", would: str = ""):
         if self.check:
-            self.emit({"step": name, "status": "would", "message": describe or name})
+            self.emit({"step": name, "status": "would", "message": would_do(name, would, describe)})
             return None
         try:
             result = do()
@@ -42,6 +44,14 @@ class Steps:
                         lambda what, why: self.emit({"step": what, "status": "undo-failed",
                                                      "message": f"could not undo {what}: {why}"}),
                         explain=_internal)
+
+
+def would_do(name: str, would: str, describe: str = "") -> str:
+    """What check mode says of a step: "would " and its `would` text. A step declared without
+    one (a third-party plugin's) is named as such rather than said in the past tense."""
+    if would:
+        return f"would {would}"
+    return f"would do step {name}" + (f" ({describe})" if describe else "")
 
 
 def undo_all(done: list, on_undone, on_failed, explain=None) -> list[str]:
@@ -98,8 +108,13 @@ class Context:
     def groups(self) -> set[str]:
         return self.session.groups()
 
-    def step(self, name, do, undo=None, *, best_effort=False, describe=""):
-        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe)
+    def step(self, name, do, undo=None, *, best_effort=False, describe="", would=""):
+        return self.steps.run(name, do, undo, best_effort=best_effort, describe=describe, would=would)
+
+    def would(self, step: str, what: str):
+        """Check mode's line for what a verb would do that is not one ctx.step (a batch's
+        count): "would " + what."""
+        self.emit({"step": step, "status": "would", "message": would_do(step, what)})
 
     # What a verb did, as its result: `created`, `changed`, or `unchanged` (found nothing to
     # do: no audit record, and a client step that changed nothing registers no undo).

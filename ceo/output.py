@@ -74,7 +74,8 @@ class Output:
                 doc["steps"] = self.steps
             print(json.dumps(doc, indent=2, sort_keys=True, default=str))
         msg = err.message.splitlines()[0] if err.message else err.name
-        print(f"ceo: {plain(msg)}", file=sys.stderr)
+        # A message that names the command typed (`ceo members add needs ...`) already says who speaks.
+        print(plain(msg) if msg.startswith("ceo ") else f"ceo: {plain(msg)}", file=sys.stderr)
 
     def table(self, columns, rows, title=None):
         from rich.table import Table
@@ -84,6 +85,23 @@ class Output:
         for row in rows:
             table.add_row(*[safe(str(v)) for v in row])
         self.console.print(table)
+
+
+def facts(console, title: str, rows, below=None):
+    """A panel of labelled facts, in a person's words ("User number", never uidNumber), with
+    `below` (a table) inside it under them. Values are made safe here; a list is joined by
+    spaces, an empty value is "-"."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else _scalar(value)
+        grid.add_row(label, safe(shown or "-"))
+    body = grid if below is None else Group(grid, "", below)
+    console.print(Panel(body, title=safe(title), title_align="left", expand=False))
 
 
 def format_value(value, indent: int = 0) -> str:

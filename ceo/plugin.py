@@ -8,8 +8,13 @@ the two can never disagree. This module stays light: `ceo --help` imports every 
 
     @plugin.verb("subscribe", "Subscribe someone to a list", role="mail",
                  allow=("self", "office", "syscom"), target="who", mutating=True, check=True,
-                 params=[ListName("list"), Str("who", positional=True)])
+                 params=[ListName("list"), Str("who", positional=True)],
+                 example="ceo lists subscribe csc-general alice --check")
     def subscribe(ctx, list, who): ...
+
+`help` is the verb's one-line summary; `example` one command line, or several, as a user
+types it (`# ...` after it says what it does): both are in `ceo PLUGIN VERB --help`, and a
+test parses every example with the verb's own parser.
 
 Who may: the roles in `allow`, and the rules `permit` (who else may) and `guard` (what even
 an admitted caller may not), all from `ceo/policy.py`, which says what each means.
@@ -170,7 +175,7 @@ def Term(name="term", help="a term, e.g. w2027", **kw):
 class Verb:
     def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
                  mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None,
-                 permit=None, guard=None, audit_rows=False):
+                 permit=None, guard=None, audit_rows=False, example=()):
         for r in allow:
             if r not in ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
@@ -180,6 +185,7 @@ class Verb:
         self.role, self.allow, self.params = role, tuple(allow), list(params)
         self.check, self.mutating, self.hidden, self.confirm = check, mutating, hidden, confirm
         self.composite, self.render = composite, render
+        self.examples = (example,) if isinstance(example, str) else tuple(example)
         # Rules from ceo/policy.py: permit(ctx, args) -> True admits a caller the roles did
         # not (a reason string refuses); guard(ctx, args) raises NotPermitted for what even
         # an admitted caller may not do.
@@ -192,6 +198,11 @@ class Verb:
     @property
     def qualname(self) -> str:
         return f"{self.plugin.name}.{self.name}"
+
+    @property
+    def command(self) -> str:
+        """What the user types: `ceo members add` (messages name this, never the qualname)."""
+        return f"ceo {self.plugin.name} {self.name}"
 
     def validate(self, args: dict) -> dict:
         """The helper's (authoritative) check of a request's arguments."""

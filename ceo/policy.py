@@ -242,7 +242,7 @@ def own_address_on_open_list(ctx, args):
     if args["list"] in open_lists:
         return True
     return f"members may subscribe or unsubscribe themselves only on {', '.join(open_lists)}; " \
-           f"{args['list']} needs office or syscom"
+           f"the list {args['list']} needs office or syscom"
 
 
 def group_list_guard(ctx, args):

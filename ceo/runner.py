@@ -1,6 +1,10 @@
 """Running a verb from the client: one request to the right host, or a client-side verb whose
 steps go to several hosts. A step that fails makes the runner undo the completed ones in
 reverse (each undo is itself a verb on its host); best-effort steps only warn.
+
+Errors name what the user typed: a helper refuses the step it was asked for
+(`members.create needs office or syscom; ...`), the user ran `ceo members add`, and the
+client puts that in the step's place, the helper's reason as it gave it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ class Run:
         self.pool = Pool(inventory, config)
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
         self.kept: dict = {}  # session -> ids of its requests the helper keeps for undo
+        self.command = None  # the verb the user typed, while run_verb runs it
 
     # --- single requests ------------------------------------------------------------------
     def call(self, qualname: str, args: dict, *, role: str | None = None, host=None, keep=False):
@@ -25,7 +30,13 @@ class Run:
         plugin, verb = qualname.split(".", 1)
         session = self.pool.for_host(host) if host is not None else self.pool.for_role(role)
         self.last_session, self.last_steps = session, []
-        result = session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
+        try:
+            result = session.request(plugin, verb, args, check=self.check, on_event=self._event, keep=keep)
+        except CeoError as err:
+            named = self.typed(err, qualname)
+            if named is err:
+                raise
+            raise named from err
         if keep and not self.check:
             self.kept.setdefault(session, []).append(session.last_id)
         return result
@@ -37,7 +48,19 @@ class Run:
         sending and the answers to what was sent are still read. Returns (sent, stopped early)."""
         plugin, verb = qualname.split(".", 1)
         session = self.pool.for_role(role)
-        return session.stream([(plugin, verb, args, False) for args in many], on_reply, on_event, window=window)
+
+        def reply(index, outcome):
+            on_reply(index, self.typed(outcome, qualname) if isinstance(outcome, CeoError) else outcome)
+        return session.stream([(plugin, verb, args, False) for args in many], reply, on_event, window=window)
+
+    def names_command(self, err: CeoError) -> bool:
+        return self.command is not None and err.message.startswith((self.command.command + " ",
+                                                                    self.command.command + ":"))
+
+    def typed(self, err: CeoError, qualname: str) -> CeoError:
+        """err, naming the command typed where the helper named the step it refused
+        (`qualname ...` at the start of its message); else err itself."""
+        return typed(err, self.command, qualname)
 
     def _event(self, session, event, *_):
         self.last_steps.append(event)
@@ -65,16 +88,20 @@ class Run:
 
     def step(self, qualname: str, args: dict, *, role: str, describe: str, best_effort: bool = False):
         """One step: a helper verb on the host of `role`. If a later step fails, the helper that
-        ran this one undoes it (its own steps, in reverse), within the same session."""
+        ran this one undoes it (its own steps, in reverse), within the same session. `describe`
+        names the step (`LDAP account alice`) for its failure, warning or undo; what it did or
+        would do (check mode) the helper's own steps say."""
         try:
             result = self.call(qualname, args, role=role, keep=not best_effort)
         except CeoError as err:
+            # A refusal that names the command is about all of it, not this step: said as is.
+            said = err.message if self.names_command(err) else f"{describe}: {err.message}"
             if best_effort:
-                self._emit(role, describe, "warning", f"{describe}: {err.message}")
+                self._emit(role, describe, "warning", said)
                 return None
-            self._emit(role, describe, "failed", f"{describe}: {err.message}")
+            self._emit(role, describe, "failed", said)
             # Keeps the cause's class: a step refused as bad input is still bad input.
-            raise err.reworded(f"{describe}: {err.message}") from err
+            raise err.reworded(said) from err
         if self.check:
             return result
         changed = [e for e in self.last_steps if e.get("status") == "done"]
@@ -115,8 +142,28 @@ class Run:
         self.pool.close()
 
 
+def typed(err: CeoError, command, qualname: str) -> CeoError:
+    """err, its message naming `command` (a Verb: `ceo members add`) where it names the step
+    `qualname` at its start (`members.create needs ...`, `members.create: ...`); the class,
+    exit code, details and the rest of the message are the helper's."""
+    if command is None:
+        return err
+    rest = err.message[len(qualname):] if err.message.startswith(qualname) else None
+    if rest is None or rest[:1] not in (" ", ":"):
+        return err
+    return err.reworded(command.command + rest)
+
+
 def run_verb(run: Run, verb, args: dict, host=None):
     """Execute a declared verb with validated args. Returns its result or raises CeoError."""
+    outer, run.command = run.command, verb
+    try:
+        return _run_verb(run, verb, args, host)
+    finally:
+        run.command = outer
+
+
+def _run_verb(run: Run, verb, args: dict, host=None):
     if not verb.composite:
         if verb.role == "any":
             host = host or next(iter(run.inventory.hosts.values()), None)

@@ -18,7 +18,7 @@ import os
 
 from ceo import policy
 from ceo.errors import BadInput, NotFound
-from ceo.output import count, safe
+from ceo.output import count, facts, safe
 from ceo.plugin import Str, Uid
 from ceo.services import homes, sql
 
@@ -60,21 +60,33 @@ def declare(plugin, engine: Engine):
     # --- the verbs users type ------------------------------------------------------------------
 
     def render_password(console, result):
+        # password None: check mode, nothing made; left out: the office UI shows it itself.
+        if "password" in result and not result["password"]:
+            return
+        rows = [("Host", f"{result['host']}:{result['port']}"), ("Database", result["database"]),
+                ("User", result["user"])]
         if result.get("password"):
-            console.print(f"{label} database [bold]{result['database']}[/] on {safe(result['host'])}:"
-                          f"{result['port']}, user [bold]{result['user']}[/]")
-            console.print(f"Password: [bold]{result['password']}[/]  (shown once; also in {safe(result['file'])}, "
-                          f"which only {result['user']} can read)")
+            rows.append(("Password", result["password"]))
+        rows.append(("Details in", result["file"]))
+        facts(console, f"{label} database {result['database']}", rows)
+        console.print(f"{'The password is shown once; it is also' if result.get('password') else 'It is'} in "
+                      f"{safe(result['file'])}, which only {safe(result['user'])} can read.")
 
     @plugin.composite("create", f"A {label} database and user for you, a club of yours, or (syscom) anyone; "
-                      "the password is shown once", check=True, allow=STEP["allow"], render=render_password, params=[Account])
+                      "password shown once",
+                      example=(f"ceo {noun} create                 # a database for you",
+                               f"ceo {noun} create gamedev         # a club's, by one of its members"),
+                      check=True, allow=STEP["allow"], render=render_password, params=[Account])
     def create(run, name):
         name = caller_unless(run, name)
         run.prepare(["databases", "homes"])
         made = run.step(f"{noun}.make", {"name": name}, role="databases", describe=f"{label} database {name}")
         return details(run, name, made)
 
-    @plugin.composite("pwreset", f"A new password for a {label} database's user, shown once", check=True, allow=STEP["allow"],
+    @plugin.composite("pwreset", f"A new password for a {label} database's user, shown once",
+                      example=(f"ceo {noun} pwreset",
+                               f"ceo {noun} pwreset gamedev"),
+                      check=True, allow=STEP["allow"],
                       render=render_password, params=[Account])
     def pwreset(run, name):
         name = caller_unless(run, name)
@@ -90,7 +102,9 @@ def declare(plugin, engine: Engine):
         shown = {k: info.get(k) for k in ("host", "port", "database", "user", "file")}
         return {**shown, "password": made.get("password")}
 
-    @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file", check=True, allow=STEP["allow"],
+    @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file",
+                      example=f"ceo {noun} delete alice --check",
+                      check=True, allow=STEP["allow"],
                       confirm=f"Drop the {label} database {{name}}, all its tables, and its user?", params=[Named])
     def delete(run, name):
         run.prepare(["databases", "homes"])
@@ -109,7 +123,9 @@ def declare(plugin, engine: Engine):
         console.print(table)
         console.print(count(len(rows), "database"))
 
-    @plugin.verb("list", f"The {label} databases ceo made: owner and size (syscom)", role="databases",
+    @plugin.verb("list", f"The {label} databases ceo made: owner and size (syscom)",
+                 example=f"ceo {noun} list --json",
+                 role="databases",
                  allow=("syscom",), render=render_list)
     def list_(ctx):
         return sql.managed(ctx, service)
@@ -148,7 +164,8 @@ def declare(plugin, engine: Engine):
         """Each statement a step, shown as sent (a password as ***), undone by its undo."""
         for st in statements:
             ctx.step("sql", lambda st=st: st.run(ctx, service),
-                     (lambda u=st.undo: u.run(ctx, service)) if st.undo else None, describe=st.shown(ctx, service))
+                     (lambda u=st.undo: u.run(ctx, service)) if st.undo else None, describe=st.shown(ctx, service),
+                     would=f"run {st.shown(ctx, service)}")
 
     @plugin.verb("write_info", f"Step: write ~NAME/{info_file}, keeping an older one as .old", role="homes",
                  mutating=True, check=True, params=[Named, Password], **STEP)
@@ -161,11 +178,12 @@ def declare(plugin, engine: Engine):
             raise BadInput(f"{path} is a directory; move it away first")
         if os.path.lexists(path):
             ctx.step("keep-old", lambda: homes.keep_old(home, info_file), lambda: homes.put_back_old(home, info_file),
-                     describe=f"{'keep' if ctx.check else 'kept'} the older {path} as {info_file}.old")
+                     describe=f"kept the older {path} as {info_file}.old",
+                     would=f"keep the older {path} as {info_file}.old")
         ctx.step("info", lambda: homes.write_file(home, info_file, engine.info(ctx.config, name, password), number,
                                                   mode=0o600),
                  lambda: homes.write_file(home, info_file, None, number),
-                 describe=f"{'write' if ctx.check else 'wrote'} {path} (mode 0600, owner {name})")
+                 describe=f"wrote {path} (mode 0600, owner {name})", would=f"write {path} (mode 0600, owner {name})")
         host, port = engine.address(ctx.config)
         return ctx.changed(file=path, host=host, port=port, database=name, user=name)
 
@@ -184,7 +202,7 @@ def declare(plugin, engine: Engine):
                 continue
             ctx.step("info", lambda f=file: homes.write_file(home, f, None, number),
                      lambda f=file, t=text: homes.write_file(home, f, t, number, mode=0o600),
-                     describe=f"{'remove' if ctx.check else 'removed'} {path}")
+                     describe=f"removed {path}", would=f"remove {path}")
             removed.append(path)
         if not removed:
             return ctx.unchanged("info", f"{name} has no {os.path.join(home, info_file)}")

@@ -12,20 +12,30 @@ plugin = Plugin("doctor", "Check your ticket, every host, its helper and the ser
 
 
 def render(console, result):
+    """One table, readable at 80 columns: each host a heading row over its checks (not a
+    column repeating it), details wrapped, never cut short."""
     from rich.table import Table
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("host", "check", "status", "ms", "detail"):
-        table.add_column(column, justify="right" if column == "ms" else "left")
+    table = Table(box=None, header_style="bold", padding=(0, 1))
+    table.add_column("", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    host = "-"
     for row in result["checks"]:
+        if row["host"] != host:
+            host = row["host"]
+            table.add_row("", f"[bold]{safe(host.split('.')[0])}[/]", "", "")
         status = "[green]ok[/]" if row["ok"] else "[red]FAIL[/]"
         ms = "" if row.get("ms") is None else str(row["ms"])
-        table.add_row(row["host"].split(".")[0], row["check"], status, ms, safe(row["detail"]))
+        table.add_row(status, safe(row["check"]), ms, safe(row["detail"]))
     console.print(table)
     failed = sum(not r["ok"] for r in result["checks"])
     console.print(f"{len(result['checks']) - failed} ok, {failed} failed")
 
 
 @plugin.composite("check", "Check the ticket, then every inventory host in parallel (exit 1 on any failure)",
+                  example=("ceo doctor",
+                           "ceo doctor check --json"),
                   render=render)
 def check(run):
     from ceo.errors import CeoError
@@ -61,7 +71,9 @@ def _row(host, check, ok, detail, ms=None):
     return {"host": host, "check": check, "ok": bool(ok), "detail": detail, "ms": ms}
 
 
-@plugin.verb("ping", "Answer at once (a no-op: measures the round trip)", role="any", allow=("any",))
+@plugin.verb("ping", "Answer at once (a no-op: measures the round trip)",
+             example="ceo doctor ping --host coffee.csclub.internal",
+             role="any", allow=("any",))
 def ping(ctx):
     return {"pong": True, "host": ctx.host}
 

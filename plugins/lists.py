@@ -33,7 +33,9 @@ def _render_lists(console, result):
     console.print(table)
 
 
-@plugin.verb("list", "The lists, with their descriptions and member counts", role="mail",
+@plugin.verb("list", "The lists, with their descriptions and member counts",
+             example="ceo lists list",
+             role="mail",
              render=_render_lists)
 def list_(ctx):
     client = mailman.client(ctx)
@@ -53,7 +55,9 @@ def _render_members(console, result):
     console.print(f"{len(result)} subscribers")
 
 
-@plugin.verb("members", "The subscribers of a list (office, syscom, and the list's owners)", role="mail",
+@plugin.verb("members", "The subscribers of a list (office, syscom, and the list's owners)",
+             example="ceo lists members csc-general",
+             role="mail",
              allow=("office", "syscom"), permit=policy.list_owner, params=[ListName], render=_render_members)
 def members(ctx, list):
     mlist = mailman.get_list(ctx, list)
@@ -67,12 +71,17 @@ SUBSCRIPTION = dict(role="mail", allow=policy.STAFF, permit=policy.own_address_o
                     guard=policy.group_list_guard, mutating=True, check=True, params=[ListName, Who])
 
 
-@plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)", **SUBSCRIPTION)
+@plugin.verb("subscribe", "Subscribe someone (members: themselves, to open lists)",
+             example=("ceo lists subscribe csc-general alice",
+                      "ceo lists subscribe ceo bob@example.org --check"),
+             **SUBSCRIPTION)
 def subscribe(ctx, list, who):
     return set_membership(ctx, list, who, subscribed=True)
 
 
-@plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)", **SUBSCRIPTION)
+@plugin.verb("unsubscribe", "Unsubscribe someone (members: themselves, from open lists)",
+             example="ceo lists unsubscribe csc-general alice",
+             **SUBSCRIPTION)
 def unsubscribe(ctx, list, who):
     return set_membership(ctx, list, who, subscribed=False)
 
@@ -91,7 +100,8 @@ def unsubscribe_all(ctx, who):
     for mlist, role in roles:
         ctx.step(role, lambda m=mlist, r=role: mailman.remove_role(ctx, m, r, address),
                  lambda m=mlist, r=role: mailman.add_role(ctx, m, r, address),
-                 describe=f"removed {address} as {role} of {mlist.list_name}")
+                 describe=f"removed {address} as {role} of {mlist.list_name}",
+                 would=f"remove {address} as {role} of {mlist.list_name}")
     return ctx.changed(lists=[m.list_name for m in found], roles=[f"{role} of {m.list_name}" for m, role in roles])
 
 
@@ -134,9 +144,11 @@ def set_membership(ctx, list, who, subscribed: bool):
 
     ctx.note(pre_confirmed=True, pre_approved=True)
     if subscribed:
-        ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}")
+        ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}",
+                 would=f"subscribe {address} to {list}")
     else:
-        ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}")
+        ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}",
+                 would=f"unsubscribe {address} from {list}")
     return ctx.changed(**result)
 
 

@@ -39,7 +39,9 @@ def _holders(ctx) -> dict[str, dict]:
             for e in found}
 
 
-@plugin.verb("get", "Each position and who holds it", role="ldap", render=lambda c, r: _render(c, r))
+@plugin.verb("get", "Each position and who holds it",
+             example="ceo positions get",
+             role="ldap", render=lambda c, r: _render(c, r))
 def get(ctx):
     holders = _holders(ctx)
     known = names(ctx.config)
@@ -63,8 +65,10 @@ def Holders(position):
                multiple=True, metavar="UID", pattern=f"({UID})?", describe="a user name, or '' for nobody")
 
 
-@plugin.composite("set", "Set who holds positions (syscom): --POSITION UID [UID...] gives a position those "
-                  "holders, --POSITION '' leaves it vacant; positions not named keep their holders",
+@plugin.composite("set", "Set who holds positions (syscom): --POSITION '' leaves it vacant, others keep "
+                  "their holders",
+                  example=("ceo positions set --president alice --treasurer bob carol",
+                           "ceo positions set --cro ''   # leaves cro vacant"),
                   allow=("syscom",), check=True, params=[Holders(p) for p in NAMES.split()])
 def set_(run, **given):
     assign = []
@@ -129,13 +133,14 @@ def assign(ctx, assign):
     affected = {}
     for uid in sorted(u for u in after if after[u] != before.get(u, set())):
         gained, lost = sorted(after[uid] - before.get(uid, set())), sorted(before.get(uid, set()) - after[uid])
+        change = ", ".join([f"+{p}" for p in gained] + [f"-{p}" for p in lost])
         dn, add, drop = directory.user_dn(ctx.config, uid), {"position": gained} if gained else {}, \
             {"position": lost} if lost else {}
         ctx.step("position", lambda d=dn, a=add, r=drop, u=uid: directory.modify(conn, d, f"changing {u}'s positions",
                                                                                   add=a, delete=r),
                  lambda d=dn, a=add, r=drop, u=uid: directory.modify(conn, d, f"restoring {u}'s positions",
                                                                       add=r, delete=a),
-                 describe=f"{uid}: " + ", ".join([f"+{p}" for p in gained] + [f"-{p}" for p in lost]))
+                 describe=f"{uid}: " + change, would=f"change {uid}'s positions: {change}")
         affected[uid] = sorted(after[uid])
     positions = {p: sorted(u for u, held in after.items() if p in held) for p in known}
     result = {"positions": positions, "affected": affected, "group": exec_group(ctx.config)}

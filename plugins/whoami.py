@@ -16,6 +16,8 @@ HOW = {"all": "", "self": "your own", "some": "some (a rule decides)"}
 
 
 @plugin.verb("show", "Your user name, principal, groups, membership, and the verbs you may use",
+             example=("ceo whoami",
+                      "ceo whoami show --json"),
              role="ldap", allow=("any",), render=lambda c, r: _render(c, r))
 def show(ctx):
     may = {}

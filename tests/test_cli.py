@@ -110,7 +110,7 @@ def test_staff_only_verb(cluster, user, code):
     proc = ceo(cluster, user, "testkit", "staffonly", "--note", "x")
     assert proc.returncode == code, proc.stderr
     if code == 3:
-        assert proc.stderr.strip() == f"ceo: testkit.staffonly needs office or syscom; {user} has none of these"
+        assert proc.stderr.strip() == f"ceo testkit staffonly needs office or syscom; {user} has none of these"
 
 
 def test_json_error_is_one_document(cluster):
@@ -591,7 +591,7 @@ def test_verbose_names_the_host_of_each_step(cluster):
     quiet = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check")
     loud = ceo(cluster, "ctdalek", "testkit", "localsteps", name, "--check", "-v")
     assert (quiet.returncode, loud.returncode) == (0, 0), quiet.stderr + loud.stderr
-    steps = [f"~ added LDAP entry cn={name}", f"~ made directory /users/{name}", "~ the third step"]
+    steps = [f"~ would add LDAP entry cn={name}", f"~ would make directory /users/{name}", "~ would do the third step"]
     assert quiet.stdout.splitlines() == [*steps, "(check mode: nothing was changed)"]
     assert loud.stdout.splitlines() == [*(f"{s} (phosphoric-acid.csclub.internal)" for s in steps),
                                         "(check mode: nothing was changed)"]

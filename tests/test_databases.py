@@ -145,7 +145,7 @@ def ok(proc) -> dict:
 def one_line_error(proc, code) -> str:
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ceo: "), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(("ceo: ", "ceo ")), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     return lines[0]
 
@@ -424,14 +424,14 @@ def test_check_shows_the_statements_and_files_and_changes_nothing(cluster, noun)
     doc = json.loads(ceo(cluster, "regular1", noun, "create", "--check", "--json").stdout)
     would = [s["message"] for s in doc["steps"] if s["status"] == "would"]
     if noun == "postgresql":
-        assert would[0] == ('CREATE ROLE "regular1" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
-                            "NOBYPASSRLS PASSWORD '***'")
-        assert 'CREATE DATABASE "regular1" OWNER "regular1"' in would
-        assert 'REVOKE ALL ON DATABASE "regular1" FROM PUBLIC' in would
+        assert would[0] == ('would run CREATE ROLE "regular1" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                            "NOREPLICATION NOBYPASSRLS PASSWORD '***'")
+        assert 'would run CREATE DATABASE "regular1" OWNER "regular1"' in would
+        assert 'would run REVOKE ALL ON DATABASE "regular1" FROM PUBLIC' in would
     else:
-        assert "CREATE USER 'regular1'@'%' IDENTIFIED BY PASSWORD '***'" in would
-        assert "GRANT ALL PRIVILEGES ON `regular1`.* TO 'regular1'@'%'" in would
-    assert would[-1] == f"write /users/regular1/{FILE[noun]} (mode 0600, owner regular1)"
+        assert "would run CREATE USER 'regular1'@'%' IDENTIFIED BY PASSWORD '***'" in would
+        assert "would run GRANT ALL PRIVILEGES ON `regular1`.* TO 'regular1'@'%'" in would
+    assert would[-1] == f"would write /users/regular1/{FILE[noun]} (mode 0600, owner regular1)"
     assert doc["check"] is True and doc["result"]["password"] is None
     assert catalogues() == before
 
@@ -442,7 +442,7 @@ def test_check_shows_the_statements_and_files_and_changes_nothing(cluster, noun)
         would = [s["message"] for s in doc["steps"] if s["status"] == "would"]
         assert would and all("***" in m for m in would if "PASSWORD" in m), would
         assert catalogues() == made
-    assert any(m.startswith("DROP") for m in would) and f"remove /users/regular1/{FILE[noun]}" in would
+    assert any(m.startswith("would run DROP") for m in would) and f"would remove /users/regular1/{FILE[noun]}" in would
 
 
 # --- bad names and who may -----------------------------------------------------------------------------

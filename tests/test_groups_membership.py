@@ -161,8 +161,8 @@ def test_check_mode_shows_the_changes_and_makes_none(cluster, ldap, mailman, fre
     before = state(ldap, mailman, uid)
     proc = groups(cluster, "ctdalek", "addmember", "syscom", uid, "--check")
     assert proc.returncode == 0, proc.stderr
-    for line in [f"added {uid} to syscom", f"added {uid} to office (given by syscom)",
-                 f"subscribed {address(uid)} to syscom-alerts", "check mode: nothing was changed"]:
+    for line in [f"~ would add {uid} to syscom", f"~ would add {uid} to office (given by syscom)",
+                 f"~ would subscribe {address(uid)} to syscom-alerts", "check mode: nothing was changed"]:
         assert line in proc.stdout
     doc = json.loads(groups(cluster, "ctdalek", "addmember", "syscom", uid, "--check", "--json").stdout)
     assert doc["check"] is True and {s["status"] for s in doc["steps"]} >= {"would"}

@@ -421,7 +421,7 @@ def test_garbage_gets_one_error_each_and_the_helper_keeps_serving(cluster, conne
                 assert reply["result"] == {"pong": True, "host": cluster.hosts["phosphoric-acid"]}
             else:  # --check: the note reached the verb unchanged, as data
                 note = json.loads(data)["args"]["note"]
-                assert [e["message"] for e in events] == [f"did nothing ({note})"], (what, events)
+                assert [e["message"] for e in events] == [f"would do nothing ({note})"], (what, events)
             continue
         reply = session.reply()
         assert_error(reply, name, rid=rid, context=what)

@@ -140,7 +140,7 @@ def test_subscription_is_preconfirmed_and_preapproved_in_mailman(cluster, mailma
 def test_check_mode_shows_the_change_and_makes_none(cluster, mailman):
     address = fresh_address()
     proc = ceo(cluster, "ofstaff", "subscribe", "ceo", address, "--check")
-    assert proc.returncode == 0 and f"subscribed {address} to ceo" in proc.stdout and "check mode" in proc.stdout
+    assert proc.returncode == 0 and f"~ would subscribe {address} to ceo" in proc.stdout and "check mode" in proc.stdout
     assert address not in members_of(mailman, "ceo")
 
 

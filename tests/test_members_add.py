@@ -337,10 +337,10 @@ def test_check_mode_shows_the_plan_and_writes_nothing(cluster, ldap):
     proc = ceo(cluster, "ofstaff", "add", uid, "--cn", "Maybe Member", "--forwarding-address", "m@example.org",
                "--check")
     assert proc.returncode == 0, proc.stderr
-    for expected in (f"add uid={uid},ou=People", f"create principal {uid}@CSCLUB.INTERNAL",
-                     f"copy /users/skel to /users/{uid}", f"write /users/{uid}/.forward: m@example.org",
-                     f"email the welcome message to {uid}@csclub.internal",
-                     f"subscribed {uid}@csclub.internal to csc-general", "email ceo@csclub.internal"):
+    for expected in (f"~ would add uid={uid},ou=People", f"~ would create principal {uid}@CSCLUB.INTERNAL",
+                     f"~ would copy /users/skel to /users/{uid}", f"~ would write /users/{uid}/.forward: m@example.org",
+                     f"~ would email the welcome message to {uid}@csclub.internal",
+                     f"~ would subscribe {uid}@csclub.internal to csc-general", "~ would email ceo@csclub.internal"):
         assert expected in proc.stdout.replace("\n", " "), expected
     assert entry(ldap, f"uid={uid},ou=People,{BASE}") is None and principal(uid) is None
     assert not os.path.exists(f"/users/{uid}") and not [m for m in sink(cluster) if uid in m.as_string()]

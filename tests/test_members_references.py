@@ -42,7 +42,7 @@ def ceo(cluster, user, *args):
 def one_line_error(proc, code):
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ceo: ") and "Traceback" not in proc.stdout, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(("ceo: ", "ceo ")) and "Traceback" not in proc.stdout, proc.stderr
     return lines[0]
 
 

@@ -29,7 +29,7 @@ def refused(proc, code: int, *words: str):
     """Exit `code`, one line on stderr naming the problem, no traceback."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ceo: "), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(("ceo: ", "ceo ")), proc.stderr
     for word in words:
         assert word in lines[0], lines[0]
 

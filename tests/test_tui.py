@@ -8,6 +8,7 @@ The app runs in this process with the user's ticket (the `as_user` fixture), exa
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 
@@ -117,6 +118,7 @@ def test_new_member_as_office_fills_the_directory_name_and_makes_a_real_account(
         screen = await finished(pilot)
         seen["outcome"] = screen.outcome
         seen["panel"] = str(screen.query_one("#password").render())
+        seen["shown"] = str(screen.query_one("#outcome").render())
         seen["steps"] = [line.text for line in screen.query_one("#steps").lines]
     try:
         drive(app, size, script)
@@ -130,6 +132,9 @@ def test_new_member_as_office_fills_the_directory_name_and_makes_a_real_account(
         password = result["password"]
         secretwatch.shown(password, "the office UI")  # its one place: the secrets check looks elsewhere
         assert password in seen["panel"] and readout.spelled(password)[0] in seen["panel"], seen["panel"]
+        # the outcome is the CLI's panel, all of it but the password (read out above, once)
+        assert "uwnew1: a new member" in seen["shown"] and password not in seen["shown"], seen["shown"]
+        assert re.search(rf"User number +{entry['uidNumber'][0]}\b", seen["shown"]), seen["shown"]
         assert any("made /users/uwnew1" in s for s in seen["steps"]), seen["steps"]  # the steps streamed in
         proc = kinit("uwnew1", password, cluster.state / "ccache" / "tui-uwnew1", new="Tui-chosen-9")
         assert proc.returncode == 0, proc.output  # the password shown is the principal's

@@ -430,14 +430,15 @@ class RunScreen(Page):
 
 
 def render(verb, result, has_password: bool, check: bool):
-    """The result as the CLI shows it (the verb's renderer, else a plain listing)."""
+    """The result as the CLI shows it (the verb's renderer, else a plain listing). A password
+    was taken out of the result (shown apart, spelled out): renderers show the rest."""
     if result in (None, {}, []):
         text = Text("✓ done" if not check else "~ nothing was changed (preview)")
         return text
     buf = io.StringIO()
     from rich.console import Console
     console = Console(file=buf, force_terminal=True, color_system="truecolor", width=100, highlight=False)
-    if verb.render is not None and not has_password:
+    if verb.render is not None:
         verb.render(console, result)
     else:
         console.print(format_value(result))

@@ -29,6 +29,7 @@ Description = Str("description", "what the club is called, e.g. 'Women in Comput
 
 
 @plugin.composite("add", "Add a club account: LDAP user, group, sudo rule for its members, shared home (syscom)",
+                  example='ceo groups add gamedev --description "Game Development Club"',
                   allow=("syscom",), check=True, params=[Name, Description])
 def add(run, name, description):
     run.prepare(["ldap", "homes"])
@@ -41,8 +42,10 @@ def add(run, name, description):
             "sudo_rule": f"%{name}"}
 
 
-@plugin.composite("delete", "Delete a club account: sudo rule, home, LDAP user and group, every reference, "
-                  "list roles; a tombstone keeps the name (syscom)", allow=("syscom",), check=True,
+@plugin.composite("delete", "Delete a club account and every reference to it; a tombstone keeps the name "
+                  "(syscom)",
+                  example="ceo groups delete gamedev --check",
+                  allow=("syscom",), check=True,
                   confirm="Delete the club account {name}: its sudo rule, group, home directory and list roles?",
                   params=[Uid("name", "the club's account name", positional=True, metavar="NAME")])
 def delete(run, name):
@@ -82,9 +85,10 @@ def create(ctx, name, description):
                               {"description": description}, lambda n: f"added club account {name} (uid number {n})",
                               f"club group {name}")
     conn, rule = ctx.ldap(), directory.club_sudo_rule(name)
+    says = f"the members of {name} may run commands as {name}, no password"
     ctx.step("sudo-rule", lambda: directory.add(conn, rule_dn, f"adding {rule_dn}", ["top", "sudoRole"], rule),
              lambda: directory.delete(conn, rule_dn, f"removing {rule_dn}", gone_ok=True),
-             describe=f"{'add' if ctx.check else 'added'} sudo rule %{name}: the members of {name} may run commands as {name}, no password")
+             describe=f"added sudo rule %{name}: {says}", would=f"add sudo rule %{name}: {says}")
     return {"name": name, "uidNumber": number}
 
 
@@ -98,7 +102,7 @@ def home(ctx, name):
         raise AlreadyExists(f"{path} already exists")
     says = f"{path} from {skel}, with www, owned by {name}, group {name} rwx with default ACLs"
     if ctx.check:
-        ctx.step("home", None, describe=f"make {says}")
+        ctx.step("home", None, would=f"make {says}")
         return {"home": path}
     number = policy.managed_number(ctx, name, "club")  # from LDAP, never from the client
     ctx.step("home", lambda: homes.copy_shared_skeleton(skel, path, number), lambda: shutil.rmtree(path),

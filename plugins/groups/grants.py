@@ -65,38 +65,39 @@ class Holdings:
         self.wrote = False
         self._ou = None
 
-    def add(self, group, describe):
-        self._member("member", self._group_dn(group), True, describe)
+    # Each write says what it did and what it would do (check mode): describe, would.
+    def add(self, group, describe, would):
+        self._member("member", self._group_dn(group), True, describe, would)
 
-    def remove(self, group, describe):
-        self._member("member", self._group_dn(group), False, describe)
+    def remove(self, group, describe, would):
+        self._member("member", self._group_dn(group), False, describe, would)
 
-    def record(self, giver, given, describe):
+    def record(self, giver, given, describe, would):
         """Put the user in giver's record of `given` (making the record, and ou=Grants, if missing)."""
         dn = directory.grant_dn(self.config, giver, given)
         self._grants_ou()
         if self.conn.entries(dn, "(objectClass=*)", ["cn"], "BASE"):
-            self._member("grant", dn, True, describe)
+            self._member("grant", dn, True, describe, would)
             return
         conn, attrs = self.conn, {"cn": f"{giver}:{given}", "uniqueMember": [self.dn],
                                   "description": f"members of {giver} given {shown(given)} by ceo groups addmember"}
         self._step("grant", lambda: directory.add(conn, dn, f"adding {dn}", ["top", "group"], attrs),
-                   lambda: directory.delete(conn, dn, f"removing {dn}", gone_ok=True), describe)
+                   lambda: directory.delete(conn, dn, f"removing {dn}", gone_ok=True), describe, would)
 
-    def drop(self, giver, given, describe):
-        self._member("grant", directory.grant_dn(self.config, giver, given), False, describe)
+    def drop(self, giver, given, describe, would):
+        self._member("grant", directory.grant_dn(self.config, giver, given), False, describe, would)
 
     def _group_dn(self, name):
         return f"cn={name},{directory.groups_dn(self.config)}"
 
-    def _member(self, step, dn, present: bool, describe):
+    def _member(self, step, dn, present: bool, describe, would):
         """The user's DN in (or out of) the uniqueMember values of a group or a grant record."""
         conn, value = self.conn, {"uniqueMember": [self.dn]}
 
         def put(there: bool):
             what = f"adding {self.uid} to {dn}" if there else f"removing {self.uid} from {dn}"
             directory.modify(conn, dn, what, **{"add" if there else "delete": value})
-        self._step(step, lambda: put(present), lambda: put(not present), describe)
+        self._step(step, lambda: put(present), lambda: put(not present), describe, would)
 
     def _grants_ou(self):
         if self._ou is None:
@@ -105,11 +106,12 @@ class Holdings:
             if not self._ou:
                 self._step("grants", lambda: directory.add(conn, ou, f"adding {ou}", ["top", "organizationalUnit"],
                                                            {"ou": ou.split(",")[0].split("=", 1)[1]}),
-                           lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), f"added {ou}")
+                           lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), f"added {ou}",
+                           f"add {ou}")
                 self._ou = True
 
-    def _step(self, name, do, undo, describe):
-        self.ctx.step(name, do, undo, describe=describe)
+    def _step(self, name, do, undo, describe, would):
+        self.ctx.step(name, do, undo, describe=describe, would=would)
         self.wrote = True
 
 
@@ -133,17 +135,19 @@ def join(ctx, group, uid):
         require_group(ctx, name, tied_by=group)
     m = Holdings(ctx, uid)
     if group not in m.groups:
-        m.add(group, f"added {uid} to {group}")
+        m.add(group, f"added {uid} to {group}", f"add {uid} to {group}")
     for giver in sorted(m.grants.get(group, ())):  # asked for directly: from now on their own
-        m.drop(giver, group, f"{group} is now {uid}'s own membership (it was given by {giver})")
+        m.drop(giver, group, f"{group} is now {uid}'s own membership (it was given by {giver})",
+               f"make {group} {uid}'s own membership (it was given by {giver})")
     for name in tie.groups:
         givers = m.grants.get(name, set())
         if name not in m.groups:
-            m.add(name, f"added {uid} to {name} (given by {group})")
-            m.record(group, name, f"recorded {group} as giving {uid} {name}")
+            m.add(name, f"added {uid} to {name} (given by {group})", f"add {uid} to {name} (given by {group})")
+            m.record(group, name, f"recorded {group} as giving {uid} {name}", f"record {group} as giving {uid} {name}")
         elif givers and group not in givers:  # held only through other gifts: now one more
-            m.record(group, name, f"recorded {group} as giving {uid} {name} too "
-                     f"(also given by {', '.join(sorted(givers))})")
+            also = f"too (also given by {', '.join(sorted(givers))})"
+            m.record(group, name, f"recorded {group} as giving {uid} {name} {also}",
+                     f"record {group} as giving {uid} {name} {also}")
         elif not givers:
             ctx.emit({"step": "member", "status": "unchanged", "message": f"{uid} is in {name} on their own"})
     result = {"group": group, "uid": uid, "lists": list(tie.lists)}
@@ -159,13 +163,15 @@ def leave(ctx, group, uid, keep_lists):
     require_group(ctx, group)
     m = Holdings(ctx, uid)
     if group in m.groups:
-        m.remove(group, f"removed {uid} from {group}")
+        m.remove(group, f"removed {uid} from {group}", f"remove {uid} from {group}")
     for giver in sorted(m.grants.get(group, ())):  # a direct removal ends every reason for it
-        m.drop(giver, group, f"dropped the record of {giver} giving {uid} {group}")
+        m.drop(giver, group, f"dropped the record of {giver} giving {uid} {group}",
+               f"drop the record of {giver} giving {uid} {group}")
     unsubscribe = []
     for given in sorted((g for g, givers in m.grants.items() if group in givers), key=lambda g: (g[:5] == "list:", g)):
         others = sorted(m.grants[given] - {group})
-        m.drop(group, given, f"dropped the record of {group} giving {uid} {shown(given)}")
+        m.drop(group, given, f"dropped the record of {group} giving {uid} {shown(given)}",
+               f"drop the record of {group} giving {uid} {shown(given)}")
         if others:
             ctx.emit({"step": "member", "status": "unchanged",
                       "message": f"{uid} keeps {shown(given)}: also given by {', '.join(others)}"})
@@ -175,7 +181,8 @@ def leave(ctx, group, uid, keep_lists):
             else:
                 unsubscribe.append(given[5:])
         elif given in m.groups:
-            m.remove(given, f"removed {uid} from {given} (given by {group})")
+            m.remove(given, f"removed {uid} from {given} (given by {group})",
+                     f"remove {uid} from {given} (given by {group})")
     tie = tie_of(ctx, group)
     for name in tie.groups:  # what the group ties but did not give: theirs, and it stays
         if name in m.groups and group not in m.grants.get(name, ()):
@@ -199,12 +206,14 @@ def grant_lists(ctx, group, uid, subscribed, already):
         raise BadInput(f"{uid} is not in {group}: its lists are not theirs to record")
     for name in subscribed:
         if group not in m.grants.get(f"list:{name}", ()):
-            m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name}")
+            m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name}",
+                     f"record {group} as subscribing {uid} to {name}")
     for name in already:
         givers = m.grants.get(f"list:{name}", set())
         if givers and group not in givers:
-            m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name} too "
-                     f"(also given by {', '.join(sorted(givers))})")
+            also = f"too (also given by {', '.join(sorted(givers))})"
+            m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name} {also}",
+                     f"record {group} as subscribing {uid} to {name} {also}")
         elif not givers:
             ctx.emit({"step": "grant", "status": "unchanged",
                       "message": f"{uid} was on {name} already, on their own: not recorded as {group}'s"})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ceo import policy
 from ceo.errors import CeoError, NotFound, PartlyDone
-from ceo.output import count, safe
+from ceo.output import count, facts, safe
 from ceo.plugin import Flag
 from ceo.services import directory
 
@@ -95,7 +95,10 @@ def _result(run, result: dict) -> dict:
 # --- verbs ---------------------------------------------------------------------------------------
 
 @plugin.composite("addmember", "Add a user to a group, and to the groups and lists it ties (syscom; "
-                  "a club's members: their club)", check=True, allow=MANAGE["allow"], params=[
+                  "a club's members: their club)",
+                  example=("ceo groups addmember gamedev alice",
+                           "ceo groups addmember syscom alice   # also office, staff, adm, src and two lists"),
+                  check=True, allow=MANAGE["allow"], params=[
                       Group, Member, Flag("no_subscribe", "do not subscribe them to the lists the group ties")])
 def addmember(run, group, uid, no_subscribe):
     run.prepare(["ldap"] if no_subscribe else ["ldap", "mail"])
@@ -105,8 +108,11 @@ def addmember(run, group, uid, no_subscribe):
         raise rolled_back(run, err) from None
 
 
-@plugin.composite("removemember", "Remove a user from a group, and take back only what it gave them "
-                  "(syscom; a club's members: their club)", check=True, allow=MANAGE["allow"], params=[
+@plugin.composite("removemember", "Remove a user from a group, and only what it gave them "
+                  "(syscom; a club's members: their club)",
+                  example=("ceo groups removemember gamedev alice",
+                           "ceo groups removemember syscom alice --no-unsubscribe"),
+                  check=True, allow=MANAGE["allow"], params=[
                       Group, Member, Flag("no_unsubscribe", "leave their list subscriptions alone")])
 def removemember(run, group, uid, no_unsubscribe):
     run.prepare(["ldap"] if no_unsubscribe else ["ldap", "mail"])
@@ -141,7 +147,9 @@ def _names(ctx, uids) -> dict[str, str]:
     return out
 
 
-@plugin.verb("get", "Show a group: description, gid, members and their names, what it ties", role="ldap",
+@plugin.verb("get", "Show a group: description, gid, members and their names, what it ties",
+             example="ceo groups get syscom",
+             role="ldap",
              params=[Group], render=lambda c, r: _render_group(c, r))
 def get(ctx, group):
     conn, config = ctx.ldap(), ctx.config
@@ -169,24 +177,28 @@ def get(ctx, group):
 
 
 def _render_group(console, r):
-    console.print(f"[bold]{safe(r['group'])}[/]{' (club)' if r['club'] else ''}, gid {r['gid']}"
-                  + (f": {safe(r['description'])}" if r["description"] else ""))
     ties = [f"groups {', '.join(r['ties']['groups'])}"] * bool(r["ties"]["groups"]) + \
         [f"lists {', '.join(r['ties']['lists'])}"] * bool(r["ties"]["lists"])
-    console.print(f"Its members get: {safe('; '.join(ties))}" if ties else "It ties no groups or lists")
+    rows = [("Description", r["description"]), ("Kind", "club account" if r["club"] else "group"),
+            ("Group number", r["gid"]), ("Its members get", "; ".join(ties) or "nothing more")]
     if r["tied_to"]:
-        console.print(f"Members of {safe(', '.join(r['tied_to']))} get it")
-    from rich.table import Table
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("uid", "name", "given by"):
-        table.add_column(column)
-    for m in r["members"]:
-        table.add_row(safe(m["uid"]), safe(m["name"] or ""), safe(", ".join(m["given_by"]) or "(own)"))
-    console.print(table)
-    console.print(count(len(r["members"]), "member"))
+        rows.append(("Given to members of", ", ".join(r["tied_to"])))
+    rows.append(("Members", count(len(r["members"]), "member")))
+    table = None
+    if r["members"]:
+        from rich.table import Table
+        table = Table(show_edge=False, header_style="bold", pad_edge=False)
+        for column in ("user", "name", "member by"):
+            table.add_column(column, overflow="fold")
+        for m in r["members"]:
+            by = f"given by {', '.join(m['given_by'])}" if m["given_by"] else "their own"
+            table.add_row(safe(m["uid"]), safe(m["name"] or ""), safe(by))
+    facts(console, r["group"], rows, below=table)
 
 
-@plugin.verb("list", "Clubs and groups, with member counts (--clubs: clubs only)", role="ldap",
+@plugin.verb("list", "Clubs and groups, with member counts (--clubs: clubs only)",
+             example="ceo groups list --clubs",
+             role="ldap",
              params=[Flag("clubs", "only clubs")], render=lambda c, r: _render_list(c, r))
 def list_(ctx, clubs):
     conn, config = ctx.ldap(), ctx.config

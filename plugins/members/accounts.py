@@ -138,9 +138,9 @@ def add_account(ctx, uid: str, kind: str, classes, attrs: dict, group_attrs: dic
     says so and returns None. user_says(number), group_says: what the steps report."""
     user_dn, group_dn = dn(ctx, uid), f"cn={uid},{groups(ctx)}"
     if ctx.check:
-        ctx.step("ldap-user", None, describe=f"add {user_dn}: " + show_attrs(attrs)
+        ctx.step("ldap-user", None, would=f"add {user_dn}: " + show_attrs(attrs)
                  + ", uidNumber=gidNumber=(first free number)")
-        ctx.step("ldap-group", None, describe=f"add {group_dn} ({group_says})")
+        ctx.step("ldap-group", None, would=f"add {group_dn} ({group_says})")
         return None
     conn = ctx.ldap()
     with number_lock(ctx):

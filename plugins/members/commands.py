@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ceo import policy, terms as T
 from ceo.errors import NOT_PERMITTED, BadInput, CeoError
-from ceo.output import count, safe
+from ceo.output import count, facts, safe
 from ceo.plugin import Flag, Str, Term, Uid
 
 from plugins.lists import refuse_list_addresses
@@ -16,6 +16,8 @@ from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
 
 
 @plugin.composite("add", "Add a member (or --clubrep): LDAP, Kerberos, home, forwarding, welcome, lists",
+                  example=('ceo members add alice --cn "Alice Liddell" --program "MAT/CS" --terms 2',
+                           'ceo members add bob --clubrep --cn "Bob Builder" --check'),
                   allow=policy.STAFF, check=True, render=lambda c, r: _render_added(c, r), params=[
                       *NEW_ACCOUNT, Address, Flag("no_welcome", "do not send the welcome email"),
                       Flag("no_subscribe", "do not subscribe to csc-general")])
@@ -66,16 +68,24 @@ def _announce(run, uid, cn, program, kind, failed, details):
              role="mail", describe="announcement to the ceo list", best_effort=True)
 
 
+# A result's password (add, pwreset): given, it is shown once here; None, nothing was made
+# (check mode); left out, the office UI shows it itself (spelled out), and the rest is shown.
 def _render_added(console, result):
+    if result.get("uidNumber") is None:  # check mode: the steps said what would be made
+        return
+    rows = [("User number", result["uidNumber"]),
+            ("Club rep terms" if result.get("kind") == "clubrep" else "Terms", result.get("terms") or []),
+            ("Principal", result.get("principal"))]
     if result.get("password"):
-        console.print(f"[bold]{result['uid']}[/] (uid number {result['uidNumber']}), terms "
-                      f"{', '.join(result['terms'] or [])}")
-        console.print(f"Temporary password: [bold]{result['password']}[/]  (shown once; "
-                      "they must change it at first login)")
+        rows.append(("Temporary password", result["password"]))
+    facts(console, f"{result['uid']}: a new {'club rep' if result.get('kind') == 'clubrep' else 'member'}", rows)
+    if result.get("password"):
+        console.print("The password is shown once; they must change it at first login.")
 
 
 @plugin.composite("get", "Show a member: name, program, numbers, terms, positions, groups, lock, forwarding",
-                  params=[Uid("uid", "the member", positional=True)])
+                  example="ceo members get alice",
+                  params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_member(c, r))
 def get(run, uid):
     info = run.call("members.info", {"uid": uid}, role="ldap")
     try:
@@ -86,7 +96,24 @@ def get(run, uid):
     return info
 
 
-@plugin.verb("list", "List members: --term T, --expired, --clubreps", role="ldap", params=[
+def _render_member(console, r):
+    forwarding = r.get("forwarding")
+    rows = [("Name", r.get("name"))]
+    rows += [(label, r.get(key)) for label, key in (("Given name", "given_name"), ("Surname", "sn")) if r.get(key)]
+    rows += [("Program", r.get("program")), ("User number", r.get("uidNumber")), ("Group number", r.get("gidNumber")),
+             ("Home", r.get("home")), ("Shell", r.get("shell")), ("Terms", r.get("terms") or []),
+             ("Club rep terms", r.get("club_rep_terms") or []), ("Positions", r.get("positions") or []),
+             ("Groups", r.get("groups") or []), ("Locked", "yes" if r.get("locked") else "no")]
+    if forwarding is not None:  # not shown to a caller who may not read it
+        rows.append(("Mail forwarding", forwarding if isinstance(forwarding, str) else ", ".join(forwarding)))
+    facts(console, r["uid"], rows)
+
+
+@plugin.verb("list", "List members: --term T, --expired, --clubreps",
+             example=("ceo members list",
+                      "ceo members list --expired --json",
+                      "ceo members list --term w2027 --clubreps"),
+             role="ldap", params=[
     Term("term", "members registered in this term (default: the current one)"),
     Flag("expired", "members whose terms have all passed"),
     Flag("clubreps", "club reps instead of members")], render=lambda c, r: _render_list(c, r))
@@ -119,7 +146,11 @@ def _render_list(console, rows):
     console.print(count(len(rows), "account"))
 
 
-@plugin.composite("modify", "Change a member's login shell or mail forwarding", check=True,
+@plugin.composite("modify", "Change a member's login shell or mail forwarding",
+                  example=("ceo members modify alice --login-shell /bin/zsh",
+                           "ceo members modify alice --forwarding-address alice@example.org",
+                           "ceo members modify alice --no-forwarding"),
+                  check=True,
                   allow=("self", "office", "syscom"), params=[
     Uid("uid", "the member", positional=True),
     Str("login_shell", "a shell listed in the host's /etc/shells", metavar="PATH", pattern=r"/[A-Za-z0-9/._+-]{1,255}",
@@ -139,7 +170,11 @@ def modify(run, uid, login_shell, forwarding_address, no_forwarding):
 
 
 @plugin.composite("renew", "Add terms (default: the next unregistered one); unlocks an expired account. "
-                  "--csv FILE renews many", check=True, allow=policy.STAFF, render=lambda c, r: _render_renewals(c, r), params=[
+                  "--csv FILE renews many",
+                  example=("ceo members renew alice              # the next unregistered term",
+                           "ceo members renew alice --term w2027 s2027",
+                           "ceo members renew --csv renewals.csv --receipt done.csv"),
+                  check=True, allow=policy.STAFF, render=lambda c, r: _render_renewals(c, r), params=[
                       Uid("uid", "the member (or --csv)", positional=True, required=False), Count("how many terms, from the next unregistered one (default 1)"), Terms,
                       Clubrep, Str("csv", "a CSV file with a `uid` column and an optional `terms` column: a count N "
                                    "(the N terms from the current one) or terms like 'w2027 s2027' ('-': stdin)",
@@ -168,7 +203,9 @@ def _render_renewals(console, result):
         csvrenew.render(console, result)
 
 
-@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True, allow=("syscom",),
+@plugin.composite("pwreset", "Give a member a new temporary password (syscom)",
+                  example="ceo members pwreset alice",
+                  check=True, allow=("syscom",),
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_password(c, r))
 def pwreset(run, uid):
     run.call("members.info", {"uid": uid}, role="ldap")  # exists?
@@ -176,12 +213,19 @@ def pwreset(run, uid):
 
 
 def _render_password(console, result):
+    if "password" in result and not result["password"]:  # check mode: nothing was changed
+        return
+    rows = [("Principal", result.get("principal"))]
     if result.get("password"):
-        console.print(f"Temporary password for {result['principal']}: [bold]{result['password']}[/]  "
-                      "(shown once; it must be changed at next login)")
+        rows.append(("Temporary password", result["password"]))
+    facts(console, f"{result.get('principal', '').split('@')[0]}: a new temporary password", rows)
+    console.print(f"{'The password is shown once; it' if result.get('password') else 'It'} must be changed "
+                  "at next login.")
 
 
 @plugin.composite("delete", "Delete a member: lists, home, LDAP entries and groups, principal (syscom)",
+                  example=("ceo members delete alice --check",
+                           "ceo members delete alice --yes"),
                   check=True, allow=("syscom",), confirm="Delete {uid}'s account, home directory and subscriptions?",
                   params=[Uid("uid", "the member", positional=True)])
 def delete(run, uid):

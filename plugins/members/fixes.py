@@ -29,8 +29,11 @@ def _member_entry(ctx, uid) -> dict:
 
 # --- convert -----------------------------------------------------------------------------------
 
-@plugin.composite("convert", "Make a club rep a member (--to member) or a member a club rep (--to clubrep): "
-                  "the terms move between term and nonMemberTerm", check=True, allow=policy.STAFF, params=[
+@plugin.composite("convert", "Make a club rep a member (--to member) or a member a club rep (--to clubrep), "
+                  "terms and all",
+                  example=("ceo members convert alice --to clubrep   # her terms become club rep terms",
+                           "ceo members convert bob --to member --no-welcome"),
+                  check=True, allow=policy.STAFF, params=[
                       Uid("uid", "the member or club rep", positional=True), To,
                       Flag("no_welcome", "becoming a member: do not send the welcome email"),
                       Flag("no_subscribe", "becoming a member: do not subscribe to csc-general"),
@@ -91,13 +94,16 @@ def convert_terms(ctx, uid, to):
     there = {dst: added} if added else {}
     ctx.step("terms", lambda: directory.modify(conn, dn, f"converting {uid}", delete={src: moving}, add=there),
              lambda: directory.modify(conn, dn, f"undoing the conversion of {uid}", delete=there, add={src: moving}),
-             describe=f"{uid} is now a {name}: moved {' '.join(moving)} from {src} to {dst}")
+             describe=f"{uid} is now a {name}: moved {' '.join(moving)} from {src} to {dst}",
+             would=f"make {uid} a {name}: move {' '.join(moving)} from {src} to {dst}")
     return ctx.changed(**result)
 
 
 # --- unrenew -----------------------------------------------------------------------------------
 
-@plugin.verb("unrenew", "Remove a term registered by mistake (the current one or a later one)", role="ldap",
+@plugin.verb("unrenew", "Remove a term registered by mistake (the current one or a later one)",
+             example="ceo members unrenew alice --term w2027",
+             role="ldap",
              allow=policy.STAFF, guard=policy.protected_account_guard, mutating=True, check=True,
              params=[Uid("uid", "the member or club rep", positional=True),
                      Term("term", "the term to remove, e.g. w2027", required=True)])
@@ -127,7 +133,8 @@ def unrenew(ctx, uid, term):
     gone = {a: [term] for a in attrs}
     ctx.step("terms", lambda: directory.modify(conn, dn, f"removing {term} from {uid}", delete=gone),
              lambda: directory.modify(conn, dn, f"putting {term} back on {uid}", add=gone),
-             describe=f"removed {term} from {uid} ({', '.join(attrs)})")
+             describe=f"removed {term} from {uid} ({', '.join(attrs)})",
+             would=f"remove {term} from {uid} ({', '.join(attrs)})")
     return ctx.changed(uid=uid, removed=term,
                        terms=T.sort(t for t in entry.get("term", []) if t != term),
                        nonMemberTerms=T.sort(t for t in entry.get("nonMemberTerm", []) if t != term))
@@ -137,7 +144,10 @@ def unrenew(ctx, uid, term):
 
 # Members' names are personal data: the desk (office) and syscom look people up; a member has
 # no need of a directory of everyone else's names and programs.
-@plugin.verb("search", "Find members and club reps by part of a name or user name (office, syscom)", role="ldap",
+@plugin.verb("search", "Find members and club reps by part of a name or user name (office, syscom)",
+             example=('ceo members search "ali lid"',
+                      "ceo members search regular --limit 50"),
+             role="ldap",
              allow=policy.STAFF, params=[
                  Str("text", "part of a name or user name; every word must match", positional=True, max_length=100),
                  Int("limit", "at most this many (default 20)", min=1, max=100)],

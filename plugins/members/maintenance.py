@@ -88,8 +88,11 @@ def _syslog(ctx, job, text):
 
 # --- expire ---------------------------------------------------------------------------------
 
-@plugin.verb("expire", "Lock the accounts of members and club reps not registered this term, once its grace "
-             "period has passed (unattended: cron)", role="ldap", allow=("syscom",),
+@plugin.verb("expire", "Lock members and club reps not registered this term, after its grace period "
+             "(unattended: cron)",
+             example=("ceo members expire --check",
+                      "ceo --keytab /etc/csc/maintenance.keytab members expire --json   # from cron"),
+             role="ldap", allow=("syscom",),
              permit=policy.maintenance_account, mutating=True, check=True, audit_rows=True,
              render=lambda c, r: _render_expired(c, r))
 def expire(ctx):
@@ -111,8 +114,7 @@ def expire(ctx):
         if ctx.check:
             result["locked"] = due
             if due:
-                ctx.emit({"step": "expire", "status": "would",
-                          "message": f"lock {count(len(due), 'account')} not registered in {now}"})
+                ctx.would("expire", f"lock {count(len(due), 'account')} not registered in {now}")
         else:
             result["locked"], result["failed"] = _lock(ctx, due)
             if result["locked"]:
@@ -178,8 +180,10 @@ def reminders_dn(ctx, term: str | None = None) -> str:
     return f"ou={term},{base}" if term else base
 
 
-@plugin.verb("remind", "Email the members of last term who have not renewed, once per member per term; a "
-             "summary to syscom-alerts (unattended: cron)", role="ldap", allow=("syscom",),
+@plugin.verb("remind", "Remind last term's members who have not renewed, once per term; a summary to "
+             "syscom-alerts (cron)",
+             example="ceo members remind --check",
+             role="ldap", allow=("syscom",),
              permit=policy.maintenance_account, mutating=True, check=True, audit_rows=True,
              render=lambda c, r: _render_reminded(c, r))
 def remind(ctx):
@@ -204,7 +208,7 @@ def remind(ctx):
         if ctx.check:
             result["reminded"] = due
             if due:
-                ctx.emit({"step": "remind", "status": "would", "message": f"email {count(len(due), 'member')} of {prev}"})
+                ctx.would("remind", f"email {count(len(due), 'member')} of {prev}")
         else:
             if due:
                 _record_place(ctx, now)

@@ -65,7 +65,7 @@ def _member_principal(ctx, uid, would: str) -> str | None:
     in check mode, says what would be done to it and returns None."""
     name = f"{uid}@{ctx.config.realm}"
     if ctx.check:
-        ctx.step("principal", None, describe=would.format(name))
+        ctx.step("principal", None, would=would.format(name))
         return None
     policy.managed_member_number(ctx, uid)
     return name
@@ -80,9 +80,10 @@ def password(ctx, uid):
     new = acct.new_password()
     # The password first (a change clears the must-change flag), then the flag. Once the
     # password has changed it is returned whatever happens next: never one nobody was shown.
-    ctx.step("password", lambda: kadmin.set_password(ctx, name, new), describe=f"set a new temporary password on {name}")
+    ctx.step("password", lambda: kadmin.set_password(ctx, name, new), describe=f"set a new temporary password on {name}",
+             would=f"set a new temporary password on {name}")
     ctx.step("must-change", lambda: kadmin.require_change(ctx, name), best_effort=True,
-             describe="required a change at next login")
+             describe="required a change at next login", would="require a change at next login")
     return {"principal": name, "password": new}
 
 
@@ -97,9 +98,9 @@ def home(ctx, uid, forwarding_address):
     if os.path.lexists(path):
         raise AlreadyExists(f"{path} already exists")
     if ctx.check:
-        ctx.step("home", None, describe=f"copy {skel} to {path} (owner {uid}, mode 0755)")
+        ctx.step("home", None, would=f"copy {skel} to {path} (owner {uid}, mode 0755)")
         if forwarding_address:
-            ctx.step("forward", None, describe=f"write {path}/.forward: {', '.join(forwarding_address)}")
+            ctx.step("forward", None, would=f"write {path}/.forward: {', '.join(forwarding_address)}")
         return {"home": path}
     uid_number = policy.managed_member_number(ctx, uid)  # from LDAP, never from the client
     ctx.step("home", lambda: homes.copy_skeleton(skel, path, uid_number), lambda: shutil.rmtree(path),
@@ -116,7 +117,7 @@ def welcome(ctx, uid, cn):
     from ceo.services import mail
     to = mail.address(ctx.config, uid)
     if ctx.check:
-        ctx.step("welcome", None, describe=f"email the welcome message to {to}")
+        ctx.step("welcome", None, would=f"email the welcome message to {to}")
         return {}
     domain = ctx.config.get("ceo", "domain")
     ctx.step("welcome", lambda: mail.send(ctx, to=(cn, to), sender=("Computer Science Club", f"exec@{domain}"),
@@ -138,7 +139,7 @@ def announce(ctx, uid, cn, program, kind, failed, details):
     what = "New Club Rep" if kind == "clubrep" else "New Member"
     subject = f"{what}: {uid}" + (" (FAILED)" if failed else "")
     if ctx.check:
-        ctx.step("announce", None, describe=f"email {to}: {subject}")
+        ctx.step("announce", None, would=f"email {to}: {subject}")
         return {}
     body = announcement(uid, cn, program, ctx.caller, failed, details)
     ctx.step("announce", lambda: mail.send(ctx, to=("Membership and Accounts", to),
@@ -182,7 +183,7 @@ def set_shell(ctx, uid, shell):
     ctx.step("shell", lambda: directory.modify(conn, dn, "changing the shell", replace={"loginShell": [shell]}),
              lambda: directory.modify(conn, dn, f"restoring the shell of {uid}",
                                       replace={"loginShell": [old] if old else []}),
-             describe=f"login shell: {old} -> {shell}")
+             describe=f"login shell: {old} -> {shell}", would=f"change the login shell: {old} -> {shell}")
     return ctx.changed()
 
 
@@ -196,9 +197,11 @@ def set_forwarding(ctx, uid, forwarding_address):
     new = "".join(f"{a}\n" for a in forwarding_address) or None
     if old == new:
         return ctx.unchanged("forward", "forwarding unchanged")
-    describe = (f"forwarding: {', '.join(forwarding_address)}" if forwarding_address else "removed forwarding")
+    to = ", ".join(forwarding_address)
     ctx.step("forward", lambda: acct.write_forward(os.path.dirname(path), forwarding_address, number),
-             lambda: acct.restore(path, old, number), describe=describe)
+             lambda: acct.restore(path, old, number),
+             describe=f"forwarding: {to}" if to else "removed forwarding",
+             would=f"forward mail to {to}" if to else "remove forwarding")
     return ctx.changed()
 
 
@@ -321,13 +324,15 @@ def renew_terms(ctx, uid, terms, term, clubrep):
     ctx.step("terms", lambda: directory.modify(conn, dn, f"renewing {uid}", add=added,
                                                delete={k: [] if k == "shadowExpire" else v for k, v in lock.items()}),
              lambda: directory.modify(conn, dn, f"undoing the renewal of {uid}", delete=added, replace=lock),
-             describe=f"{uid}: " + _renewed(new, locked, clubrep))
+             describe=f"{uid}: " + _renewed(new, locked, clubrep), would=f"{_renewed(new, locked, clubrep, would=True)} ({uid})")
     return ctx.changed(**result)
 
 
-def _renewed(new, unlocked, clubrep) -> str:
-    return (f"added {'club rep ' if clubrep else ''}terms {' '.join(new)}" if new else "") + \
-        (" and " if new and unlocked else "") + ("unlocked the account" if unlocked else "")
+def _renewed(new, unlocked, clubrep, would=False) -> str:
+    """What a renewal did ("added terms w2027 and unlocked the account"), or would do."""
+    add, unlock = ("add", "unlock") if would else ("added", "unlocked")
+    return (f"{add} {'club rep ' if clubrep else ''}terms {' '.join(new)}" if new else "") + \
+        (" and " if new and unlocked else "") + (f"{unlock} the account" if unlocked else "")
 
 
 # The kind of account a deletion step is for (policy.KINDS): each removes only an account of
@@ -348,13 +353,13 @@ def remove_home(ctx, uid, kind):
         return ctx.unchanged("home", f"{path} does not exist")
     dest = os.path.join(archive, f"{uid}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}")
     if ctx.check:
-        ctx.step("home", None, describe=f"{'move' if mode == 'archive' else 'remove'} {path}"
+        ctx.step("home", None, would=f"{'move' if mode == 'archive' else 'remove'} {path}"
                  + (f" to {dest}" if mode == "archive" else ""))
         return {}
     os.makedirs(archive, mode=0o700, exist_ok=True)
     # Moved aside first in either mode, so a later failing step can put it back.
     ctx.step("home", lambda: os.rename(path, dest), lambda: os.rename(dest, path),
-             describe=f"moved {path} to {dest}")
+             describe=f"moved {path} to {dest}", would=f"move {path} to {dest}")
     return {"archived": dest if mode == "archive" else None, "moved_to": dest, "remove_after": mode != "archive"}
 
 
@@ -368,7 +373,8 @@ def purge_home(ctx, path):
     real = os.path.realpath(path)
     if os.path.dirname(real) != archive:  # only what remove_home moved aside
         raise BadInput(f"{path} is not in {archive}")
-    ctx.step("purge", (lambda: shutil.rmtree(real)) if not ctx.check else None, describe=f"removed {real}")
+    ctx.step("purge", (lambda: shutil.rmtree(real)) if not ctx.check else None, describe=f"removed {real}",
+             would=f"remove {real}")
     return {}
 
 
@@ -387,7 +393,7 @@ def remove_ldap(ctx, uid, archived, kind):
         if rule:
             ctx.step("sudo-rule", lambda: directory.delete(conn, rule_dn, f"deleting {rule_dn}"),
                      lambda: directory.add(conn, rule_dn, f"restoring {rule_dn}", attrs=acct.readd(rule[0])),
-                     describe=f"deleted sudo rule %{uid}")
+                     describe=f"deleted sudo rule %{uid}", would=f"delete sudo rule %{uid}")
     group_dn = f"cn={uid},{acct.groups(ctx)}"
     group = acct.search(ctx, "(objectClass=*)", ["*"], base=group_dn, scope="BASE")
     sudo = directory.sudoers_dn(ctx.config).lower()
@@ -397,18 +403,19 @@ def remove_ldap(ctx, uid, archived, kind):
         if ref_dn.lower() == own_rule:  # deleted whole above (still there in check mode)
             continue
         name = ref_dn.split(",")[0].split("=", 1)[1]
-        what = f"removed {value} from sudo rule {name} ({attr})" if ref_dn.lower().endswith(sudo) else \
-            f"removed {uid} from {name}" + ("" if attr == "uniqueMember" else f" ({attr})")
+        what = f"{value} from sudo rule {name} ({attr})" if ref_dn.lower().endswith(sudo) else \
+            f"{uid} from {name}" + ("" if attr == "uniqueMember" else f" ({attr})")
         ctx.step("reference", lambda d=ref_dn, a=attr, v=value: directory.modify(
                      conn, d, f"removing {v} from {d}", delete={a: [v]}),
                  lambda d=ref_dn, a=attr, v=value: directory.modify(conn, d, f"putting {v} back in {d}", add={a: [v]}),
-                 describe=what)
+                 describe=f"removed {what}", would=f"remove {what}")
     if group:
         ctx.step("group", lambda: directory.delete(conn, group_dn, f"deleting {group_dn}"),
                  lambda: directory.add(conn, group_dn, f"restoring {group_dn}", attrs=acct.readd(group[0])),
-                 describe=f"deleted group {uid}")
+                 describe=f"deleted group {uid}", would=f"delete group {uid}")
     ctx.step("user", lambda: directory.delete(conn, dn, f"deleting {dn}"),
-             lambda: directory.add(conn, dn, f"restoring {dn}", attrs=acct.readd(user)), describe=f"deleted LDAP user {uid}")
+             lambda: directory.add(conn, dn, f"restoring {dn}", attrs=acct.readd(user)), describe=f"deleted LDAP user {uid}",
+             would=f"delete LDAP user {uid}")
     _tombstone(ctx, uid, number, archived)
     return {}
 
@@ -426,11 +433,13 @@ def _tombstone(ctx, uid, number, archived):
     if not acct.search(ctx, "(objectClass=*)", ["ou"], base=ou, scope="BASE"):
         ctx.step("tombstones", lambda: directory.add(conn, ou, f"adding {ou}", ["top", "organizationalUnit"],
                                                      {"ou": "Tombstones"}),
-                 lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), describe=f"added {ou}")
+                 lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), describe=f"added {ou}",
+                 would=f"add {ou}")
     ctx.step("tombstone", lambda: directory.add(conn, tomb_dn, f"adding {tomb_dn}", ["top", "account", "extensibleObject"],
                                                 attrs),
              lambda: directory.delete(conn, tomb_dn, f"removing {tomb_dn}", gone_ok=True),
-             describe=f"left a tombstone for {uid} (uid number {number})")
+             describe=f"left a tombstone for {uid} (uid number {number})",
+             would=f"leave a tombstone for {uid} (uid number {number})")
 
 
 @plugin.verb("remove_principal", "Step: delete the principal (syscom)", role="kerberos", allow=("syscom",),
@@ -440,7 +449,7 @@ def remove_principal(ctx, uid):
     if not kadmin.exists(ctx, name):
         return ctx.unchanged("principal", f"no principal {name}")
     ctx.step("principal", (lambda: kadmin.delete(ctx, name)) if not ctx.check else None,
-             describe=f"deleted principal {name}")
+             describe=f"deleted principal {name}", would=f"delete principal {name}")
     return ctx.changed()
 
 

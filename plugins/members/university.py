@@ -31,6 +31,7 @@ def university_step(ctx, uid):
 
 
 @plugin.composite("lookup", "Show what the university directory holds about a user name (office, syscom)",
+                  example="ceo members lookup alice",
                   allow=policy.STAFF, params=[Uid("uid", "the user name", positional=True)])
 def lookup(run, uid):
     found = run.call("members.university", {"uid": uid}, role="ldap")
@@ -73,6 +74,7 @@ def _clean(value):
 
 
 @plugin.verb("updateprograms", "Bring every member's program in line with the university directory (syscom)",
+             example="ceo members updateprograms --check",
              role="ldap", allow=("syscom",), mutating=True, check=True, audit_rows=True,
              render=lambda c, r: _render(c, r))
 def updateprograms(ctx):
@@ -95,7 +97,7 @@ def updateprograms(ctx):
         return ctx.unchanged("programs", "every member's program matches the university directory", **result)
     if ctx.check:
         for c in changes:
-            ctx.emit({"step": "program", "status": "would", "message": _line(c)})
+            ctx.would("program", f"change the program of {_line(c)}")
         return result
     done, result["failed"] = _write(ctx, changes)
     result["changes"] = done

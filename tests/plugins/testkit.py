@@ -18,7 +18,7 @@ def whoami(ctx):
 @plugin.verb("staffonly", "A change only office staff and syscom may make", role="ldap", allow=STAFF,
              mutating=True, check=True, params=[Str("note", "anything", positional=False)])
 def staffonly(ctx, note):
-    ctx.step("noop", lambda: None, describe=f"did nothing ({note})")
+    ctx.step("noop", lambda: None, describe=f"did nothing ({note})", would=f"do nothing ({note})")
     return {"done": True}
 
 
@@ -59,7 +59,8 @@ def _add_entry(ctx, name, fail=False):
             raise ServiceUnavailable("injected failure while adding the entry")
         if not ctx.ldap().add(_dn(ctx, name), ["group"], {"cn": name}):
             raise ServiceUnavailable(f"LDAP add failed: {ctx.ldap().result['description']}")
-    ctx.step("ldap-entry", do, lambda: _delete(ctx, _dn(ctx, name)), describe=f"added LDAP entry cn={name}")
+    ctx.step("ldap-entry", do, lambda: _delete(ctx, _dn(ctx, name)), describe=f"added LDAP entry cn={name}",
+             would=f"add LDAP entry cn={name}")
 
 
 def _delete(ctx, dn):
@@ -76,7 +77,8 @@ def _make_dir(ctx, name, fail=False, pin=False):
         if pin:  # a child entry nobody undoes: the LDAP entry's own undo will then fail
             if not ctx.ldap().add(f"cn=pin,{_dn(ctx, name)}", ["group"], {"cn": "pin"}):
                 raise ServiceUnavailable(f"LDAP add failed: {ctx.ldap().result['description']}")
-    ctx.step("directory", do, lambda: shutil.rmtree(_home(ctx, name)), describe=f"made directory {_home(ctx, name)}")
+    ctx.step("directory", do, lambda: shutil.rmtree(_home(ctx, name)), describe=f"made directory {_home(ctx, name)}",
+             would=f"make directory {_home(ctx, name)}")
 
 
 @plugin.verb("mkentry", "Step: add an LDAP entry", role="ldap", allow=STAFF, mutating=True, hidden=True,
@@ -89,7 +91,8 @@ def mkentry(ctx, name, fail):
 @plugin.verb("rmentry", "Undo: remove the LDAP entry", role="ldap", allow=STAFF, mutating=True, hidden=True,
              params=[GroupName("name", positional=True), Flag("fail")])
 def rmentry(ctx, name, fail):
-    ctx.step("ldap-entry", lambda: _delete(ctx, _dn(ctx, name)), describe=f"removed LDAP entry cn={name}")
+    ctx.step("ldap-entry", lambda: _delete(ctx, _dn(ctx, name)), describe=f"removed LDAP entry cn={name}",
+             would=f"remove LDAP entry cn={name}")
     return {}
 
 
@@ -103,7 +106,8 @@ def mkdir(ctx, name, fail, pin):
 @plugin.verb("rmdir", "Undo: remove the directory", role="homes", allow=STAFF, mutating=True, hidden=True,
              params=[GroupName("name", positional=True), Flag("fail")])
 def rmdir(ctx, name, fail):
-    ctx.step("directory", lambda: shutil.rmtree(_home(ctx, name)), describe=f"removed {_home(ctx, name)}")
+    ctx.step("directory", lambda: shutil.rmtree(_home(ctx, name)), describe=f"removed {_home(ctx, name)}",
+             would=f"remove {_home(ctx, name)}")
     return {}
 
 
@@ -138,7 +142,7 @@ def multistep(run, name, fail_at, warn, pin):
 def localsteps(ctx, name, fail_at):
     _add_entry(ctx, name, fail_at == 1)
     _make_dir(ctx, name, fail_at == 2)
-    ctx.step("third", lambda: _fail(fail_at == 3), describe="the third step")
+    ctx.step("third", lambda: _fail(fail_at == 3), describe="the third step", would="do the third step")
     return {"name": name}
 
 
@@ -158,7 +162,7 @@ def crash(ctx):
 @plugin.verb("keepme", "A step with a no-op undo, open to anyone: something a session can keep",
              role="ldap", allow=("any",), hidden=True, params=[Str("blob", "anything", multiple=True)])
 def keepme(ctx, blob):
-    ctx.step("noop", lambda: None, lambda: None, describe="did nothing")
+    ctx.step("noop", lambda: None, lambda: None, describe="did nothing", would="do nothing")
     return {}
 
 

@@ -1,0 +1,75 @@
+"""`--help` of every verb: a one-line summary and examples, from the verbs' declarations; every
+example is a command the verb's own parser and validation accept."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from ceo.cli import build_parser
+from ceo.discovery import discover
+
+REGISTRY = discover(None)
+VERBS = [v for name, p in sorted(REGISTRY.plugins.items()) if p.source == "bundled"  # not the tests' or a 3rd party's
+         for v in p.verbs.values() if not v.hidden]
+
+
+def parsed(example: str):
+    """The verb and raw arguments `ceo` makes of an example, as cli.main parses a command line."""
+    words = shlex.split(example, comments=True)
+    assert words[0] == "ceo", example
+    argv = words[1:]
+    parser = build_parser(REGISTRY, None, everything=True)
+    plugin = next(w for i, w in enumerate(argv) if not w.startswith("-") and (i == 0 or argv[i - 1] not in (
+        "-i", "--inventory", "-c", "--config", "--keytab")))
+    at = argv.index(plugin) + 1
+    default = REGISTRY.plugins[plugin].default_verb
+    if default and (at >= len(argv) or argv[at].startswith("-")):
+        argv = [*argv[:at], default, *argv[at:]]
+    ns = parser.parse_args(argv)
+    return ns._verb, {p.name: getattr(ns, p.name, None) for p in ns._verb.params}
+
+
+def test_there_are_verbs():
+    assert len(VERBS) > 30 and {"members.add", "groups.get", "doctor.check"} <= {v.qualname for v in VERBS}
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: v.qualname)
+def test_every_verb_has_a_summary_and_examples_its_parser_accepts(verb):
+    assert verb.help and "\n" not in verb.help and len(verb.help) <= 100, verb.help
+    assert verb.examples, f"{verb.qualname} has no example"
+    for example in verb.examples:
+        got, raw = parsed(example)
+        assert got is verb, (example, got.qualname)
+        verb.validate(raw)  # the helper's own check of the arguments: raises BadInput if wrong
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: v.qualname)
+def test_help_shows_the_summary_and_the_examples(cluster, verb):
+    proc = cluster.run(["ceo", verb.plugin.name, verb.name, "--help"], "regular1")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert verb.help in " ".join(text.split())  # the description (argparse may wrap the usage, not it)
+    assert "\nexamples:\n" in text and all(f"\n  {e}\n" in text + "\n" for e in verb.examples), text
+
+
+def test_the_man_pages_are_what_the_declarations_make(tmp_path):
+    """man/ceo*.1, written by man/generate.py from the same declarations: regenerate after a change."""
+    import subprocess
+    import sys
+    man = Path(__file__).resolve().parent.parent / "man"
+    proc = subprocess.run([sys.executable, str(man / "generate.py"), str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    made = {p.name: p.read_text() for p in tmp_path.glob("ceo*.1")}
+    assert made == {p.name: p.read_text() for p in man.glob("ceo*.1")}, "run .venv/bin/python man/generate.py"
+    assert set(made) == {"ceo.1"} | {f"ceo-{v.plugin.name}-{v.name}.1" for v in VERBS}
+    assert all(f"\n{e.replace('-', chr(92) + '-')}\n" in made[f"ceo-{v.plugin.name}-{v.name}.1"]
+               for v in VERBS for e in v.examples)
+
+
+def test_members_add_help(cluster):
+    text = cluster.run(["ceo", "members", "add", "--help"], "ofstaff").stdout
+    assert text.rstrip().endswith('examples:\n  ceo members add alice --cn "Alice Liddell" --program "MAT/CS" --terms 2\n'
+                                  '  ceo members add bob --clubrep --cn "Bob Builder" --check'), text
