@@ -371,10 +371,10 @@ def test_get_shows_ldap_facts_to_another_member(cluster, ldap, accounts):
 
         text = ceo(cluster, "regular1", "get", a.uid)
         assert text.returncode == 0, text.stderr
-        for line in ("name: Manage Test self", "program: MAT/Manage Test", f"uidNumber: {a.number}",
-                     f"gidNumber: {a.number}", f"home: {a.home}", f"shell: {entry['loginShell'][0]}",
-                     f"- {T.current()}", "- club1", "locked: no"):
-            assert line in text.stdout, (line, text.stdout)
+        for label, value in (("Name", "Manage Test self"), ("Program", "MAT/Manage Test"), ("User number", a.number),
+                             ("Group number", a.number), ("Home", a.home), ("Shell", entry["loginShell"][0]),
+                             ("Terms", T.current()), ("Groups", "club1"), ("Locked", "no")):
+            assert re.search(rf"│ {label} +{re.escape(str(value))} +│", text.stdout), (label, text.stdout)
     finally:
         ldap.modify(f"cn=club1,{ldap.groups}", {"uniqueMember": [("MODIFY_DELETE", [a.dn])]})
 
