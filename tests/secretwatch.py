@@ -12,7 +12,7 @@ import os
 import re
 import threading
 
-_SHOWN = re.compile(r'"password": "([A-Za-z0-9]{16,64})"|[Pp]assword(?: for \S+)?: (?:\x1b\[[0-9;]*m)*([A-Za-z0-9]{16,64})')
+_SHOWN = re.compile(r'"password": "([A-Za-z0-9]{16,64})"|[Pp]assword(?: for \S+)?:? +(?:\x1b\[[0-9;]*m)*([A-Za-z0-9]{16,64})')
 SHOWN: dict[str, int] = {}  # password -> index of the output that showed it
 OUTPUTS: list[tuple[str, str]] = []  # (stdout, stderr) of every command run through Cluster.run
 COMMANDS: set[bytes] = set()  # every process's arguments seen by the sampler

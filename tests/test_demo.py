@@ -84,9 +84,9 @@ def test_the_members_it_adds_exist_with_the_password_it_shows(runs, root, tmp_pa
         assert (st.st_uid, st.st_gid) == (int(root.read(f"uid={uid},{PEOPLE}")["uidNumber"][0]),) * 2
         assert "REQUIRES_PWCHANGE" in getprinc(uid)  # a temporary password
     # `members get` showed what LDAP holds
-    assert shown(out, r"\$ ceo members get alice\n(?:.*\n)*?name: (.*)\n") == "Alice Liddell"
+    assert shown(out, r"\$ ceo members get alice\n(?:.*\n)*?│ Name +(\S.*?) *│\n") == "Alice Liddell"
     # the password it showed is alice's: kinit with it asks for a new one, and then works
-    password = shown(out, r"Temporary password: (\S+)")
+    password = shown(out, r"alice: a new member(?:.*\n)*?│ Temporary password +(\S+) +│")
     proc = kinit("alice", password, tmp_path / "cc", new="demo-changed-pw-9")
     assert proc.returncode == 0, proc.output
     assert "REQUIRES_PWCHANGE" not in getprinc("alice")
@@ -106,7 +106,7 @@ def test_the_csv_renewed_both_and_its_receipt_says_so(runs, root):
 def test_alices_databases_are_hers_with_the_password_shown(runs, noun, label):
     assert exists(noun, "alice") == {"database": True, "user": True}
     info = info_file(noun, "alice")  # mode 0600, owned by alice
-    assert shown(runs[1].stdout, rf"{label} database alice on .*\nPassword: (\S+)") == info["password"]
+    assert shown(runs[1].stdout, rf"{label} database alice ─(?:.*\n)*?│ Password +(\S+) +│") == info["password"]
     conn = login(noun, info)  # over TCP, as alice
     conn.close()
 
