@@ -75,7 +75,7 @@ def _render_added(console, result):
 
 
 @plugin.composite("get", "Show a member: name, program, numbers, terms, positions, groups, lock, forwarding",
-                  params=[Uid("uid", "the member", positional=True)])
+                  roles=("ldap", "homes"), params=[Uid("uid", "the member", positional=True)])
 def get(run, uid):
     info = run.call("members.info", {"uid": uid}, role="ldap")
     try:
@@ -167,7 +167,7 @@ def _render_renewals(console, result):
         csvrenew.render(console, result)
 
 
-@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True,
+@plugin.composite("pwreset", "Give a member a new temporary password (syscom)", check=True, roles=("ldap", "kerberos"),
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_password(c, r))
 def pwreset(run, uid):
     run.call("members.info", {"uid": uid}, role="ldap")  # exists?
