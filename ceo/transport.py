@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import socket
-import subprocess
 import sys
 import threading
 
@@ -222,15 +221,19 @@ def _dist_version(name: str) -> str:
 
 class ParamikoSession(Session):
     def _open(self):
-        import gssapi
-        paramiko = _import_paramiko()
-        principal, _ = ticket()
         timeout = float(self.config.get("ssh", "connect_timeout"))
-        try:
+        try:  # first: sshd starts its side (fork, re-exec, keys) while we import paramiko
             sock = _TunedSocket(socket.create_connection((self.host.address, self.host.port), timeout))
         except OSError as exc:
             raise Unreachable(f"cannot reach {self.where()} at {self.host.address}:{self.host.port}: "
                               f"{exc.strerror or exc}") from None
+        try:
+            import gssapi
+            paramiko = _import_paramiko()
+            principal, _ = ticket()
+        except BaseException:
+            sock.close()
+            raise
         client = paramiko.SSHClient()
         for path in (self.config.get("ssh", "known_hosts"), os.path.expanduser("~/.ssh/known_hosts")):
             if path and os.path.exists(path):
@@ -300,6 +303,7 @@ class _ProcessSession(Session):
     """A helper behind a child process's pipes (OpenSSH client, or the helper itself)."""
 
     def _spawn(self, argv, env=None):
+        import subprocess  # the paramiko transport never needs it
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, env=env, bufsize=0)
@@ -323,6 +327,7 @@ class _ProcessSession(Session):
         return self.proc.stdout.readline()
 
     def _failure_detail(self) -> str:
+        import subprocess
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
