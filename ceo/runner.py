@@ -16,7 +16,7 @@ class Run:
     def __init__(self, inventory, config, output, check: bool = False):
         self.inventory, self.config, self.output, self.check = inventory, config, output, check
         self.pool = Pool(inventory, config)
-        self.pool.idle_work.append(output.prepare)  # while the first helper starts
+        self.pool.idle_work.append(getattr(output, "prepare", lambda: None))  # while the first helper starts
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
         self.kept: dict = {}  # session -> ids of its requests the helper keeps for undo
 
