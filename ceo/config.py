@@ -23,7 +23,8 @@ DEFAULT_INVENTORY = "/etc/csc/hosts.ini"
 DEFAULTS = {
     "ceo": {"realm": "CSCLUB.INTERNAL", "domain": "csclub.internal"},
     "plugins": {"site_dir": "/etc/csc/plugins"},
-    "ssh": {"known_hosts": "/etc/ssh/ssh_known_hosts", "delegate_credentials": "no", "connect_timeout": "10"},
+    "ssh": {"known_hosts": "/etc/ssh/ssh_known_hosts", "delegate_credentials": "no", "connect_timeout": "10",
+            "control_persist": "", "control_dir": "~/.ssh/ceo-control"},
     "ldap": {"uri": "", "ldapi": "", "base": "dc=csclub,dc=internal"},
     "kerberos": {"admin_principal": "ceod/admin", "admin_keytab": "/etc/csc/ceod-admin.keytab",
                  "host_keytab": "/etc/krb5.keytab"},

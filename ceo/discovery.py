@@ -3,6 +3,12 @@
 Entry points are read straight from the `*.dist-info/entry_points.txt` files on sys.path:
 importlib.metadata would cost more than the rest of `ceo --help` together. A plugin that fails
 to import is recorded by name with its error; the others keep working.
+
+`discover(lazy=True)` (the helper, and a client running one plugin's verb) imports nothing
+until a plugin is asked for by name. A bundled plugin is then imported alone, which gives
+what importing everything would: bundled files come first and each declares its own name.
+Any other name (an entry point, a site file, an unknown one) imports everything as before,
+so the first source still wins and a site file can never replace a bundled plugin.
 """
 
 from __future__ import annotations
@@ -22,10 +28,31 @@ class Registry:
     def __init__(self):
         self.plugins: dict[str, Plugin] = {}
         self.broken: dict[str, tuple[str, str]] = {}  # name -> (source, error)
+        self._pending = None  # lazy: (site_dir, strict) until everything has been imported
 
     def verb(self, plugin: str, verb: str):
-        p = self.plugins.get(plugin)
+        p = self.plugin(plugin)
         return p.verbs.get(verb) if p else None
+
+    def plugin(self, name: str):
+        """The plugin of that name, importing (when lazy) only what it takes to know it."""
+        if name not in self.plugins and self._pending is not None and name not in self.broken:
+            bundled = {n: (t, s) for n, t, s in _safe(_bundled)}
+            if name in bundled:
+                trial = Registry()
+                _load(trial, [(name, *bundled[name])], self._pending[1])
+                if name in trial.plugins:
+                    self.plugins[name] = trial.plugins[name]
+            if name not in self.plugins:  # not a bundled name, or a bundled file that declares another
+                self.everything()
+        return self.plugins.get(name)
+
+    def everything(self):
+        """Import every plugin (`ceo --help`, `ceo plugins`, a name that is not bundled)."""
+        if self._pending is not None:
+            (site_dir, strict), self._pending = self._pending, None
+            _find_all(self, site_dir, strict)
+        return self
 
 
 def _bundled() -> list[tuple[str, str, str]]:
@@ -89,17 +116,31 @@ def _check_owner(path: str):
         raise PermissionError(f"{path} must be owned by root and writable by root only")
 
 
-def discover(site_dir: str | None = None, strict: bool = False) -> Registry:
-    """Import every plugin. `strict` (the helper) refuses site files that non-root could change."""
+def discover(site_dir: str | None = None, strict: bool = False, lazy: bool = False) -> Registry:
+    """Import every plugin (lazy: none yet, see Registry.plugin). `strict` (the helper) refuses
+    site files that non-root could change."""
     reg = Registry()
+    reg._pending = (site_dir, strict)
+    return reg if lazy else reg.everything()
+
+
+def _safe(finder) -> list:
     try:
-        found = _bundled() + _entry_points()
+        return finder()
     except ImportError:
-        found = []
+        return []
+
+
+def _find_all(reg: Registry, site_dir, strict):
+    found = _safe(_bundled) + _safe(_entry_points)
     try:
         found += _site(site_dir, strict)
     except PermissionError as exc:
         reg.broken["(site)"] = (site_dir, str(exc))
+    _load(reg, found, strict)
+
+
+def _load(reg: Registry, found, strict):
     for name, target, source in found:
         if name in reg.plugins or name in reg.broken:
             continue  # the first found wins: bundled, then entry points, then the site dir
@@ -125,4 +166,3 @@ def discover(site_dir: str | None = None, strict: bool = False) -> Registry:
             continue
         plugin.source = source
         reg.plugins[plugin.name] = plugin
-    return reg

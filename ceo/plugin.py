@@ -29,6 +29,8 @@ import re
 
 from .errors import BadInput
 from .policy import ROLES
+
+INVENTORY_ROLES = ("ldap", "kerberos", "homes", "databases", "mail")  # ceo.inventory.ROLES, without its imports
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Characters that change how text is shown, not what it says: the bidirectional
 # controls (which reorder a line on every screen that shows it), zero-width and invisible marks.
@@ -175,7 +177,7 @@ def Term(name="term", help="a term, e.g. w2027", **kw):
 class Verb:
     def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
                  mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None,
-                 permit=None, guard=None, audit_rows=False, example=()):
+                 permit=None, guard=None, audit_rows=False, example=(), roles=()):
         for r in allow:
             if r not in ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
@@ -192,6 +194,11 @@ class Verb:
         self.permit, self.guard = permit, guard
         # A batch verb audits each row itself (ctx.audit) instead of the request as a whole.
         self.audit_rows = audit_rows
+        # A composite verb's roles: the runner opens their hosts' sessions in parallel as it starts.
+        for r in roles:
+            if r not in INVENTORY_ROLES:
+                raise ValueError(f"{plugin.name}.{name}: unknown inventory role {r!r} in roles")
+        self.roles = tuple(roles)
         positional = [p.name for p in self.params if p.positional]
         self.target = target or (positional[0] if positional else None)
 

@@ -20,6 +20,7 @@ class Run:
     def __init__(self, inventory, config, output, check: bool = False):
         self.inventory, self.config, self.output, self.check = inventory, config, output, check
         self.pool = Pool(inventory, config)
+        self.pool.idle_work.append(getattr(output, "prepare", lambda: None))  # while the first helper starts
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
         self.kept: dict = {}  # session -> ids of its requests the helper keeps for undo
         self.command = None  # the verb the user typed, while run_verb runs it
@@ -171,6 +172,8 @@ def _run_verb(run: Run, verb, args: dict, host=None):
                 raise BadInput("the inventory lists no hosts")
             return run.call(verb.qualname, args, host=host)
         return run.call(verb.qualname, args, role=verb.role)
+    if verb.roles:  # its hosts, all at once: their handshakes overlap
+        run.pool.start({h.name: h for r in verb.roles for h in run.inventory.hosts_of(r)[:1]}.values())
     try:
         return verb.fn(run, **args)
     except CeoError as err:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
-import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from .errors import BadInput, CeoError, NoTicket, NotPermitted, Unreachable, from_wire
 from .protocol import client_hello, encode
@@ -57,7 +56,9 @@ class Session:
         self.host, self.roles, self.config = host, roles, config
         self.next_id = 0
         self.hello = None
+        self.error = None  # why it could not be opened, for whoever waited for it
         self.lock = threading.Lock()
+        self.while_waiting = lambda: None  # client work to do while the helper starts
 
     def where(self) -> str:
         return f"{self.host.name} ({', '.join(self.roles) or 'no role'})"
@@ -66,6 +67,7 @@ class Session:
     def open(self):
         self._open()
         self._write(encode(client_hello()))
+        self.while_waiting()  # the helper takes tens of ms to start: the client's CPU is free meanwhile
         reply = self._read_message(None)
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
@@ -185,18 +187,57 @@ def _sigint_sets(event):
     return lambda: signal.signal(signal.SIGINT, old)
 
 
+def _import_paramiko():
+    """paramiko, without the two imports it makes for nothing we use: invoke (for `Match exec`,
+    ~50 ms) and importlib.metadata (only to set __version__, ~25 ms: we read the version from
+    its dist-info's name instead). If anything else needs the real importlib.metadata, the
+    import is made again the ordinary way."""
+    import importlib
+    sys.modules.setdefault("invoke", None)
+    if "paramiko" in sys.modules or "importlib.metadata" in sys.modules:
+        import paramiko
+        return paramiko
+    stub = type(sys)("importlib.metadata")
+    stub.version = _dist_version
+    sys.modules["importlib.metadata"] = importlib.metadata = stub
+    try:
+        import paramiko
+    except ImportError:
+        for name in [m for m in sys.modules if m == "paramiko" or m.startswith("paramiko.")]:
+            del sys.modules[name]
+        stub = None
+    finally:
+        del sys.modules["importlib.metadata"], importlib.metadata
+    if stub is None:
+        import paramiko
+    return paramiko
+
+
+def _dist_version(name: str) -> str:
+    import importlib.util
+    spec = importlib.util.find_spec(name)
+    where = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else ""
+    for entry in os.listdir(where or "."):
+        if entry.startswith(f"{name}-") and entry.endswith(".dist-info"):
+            return entry[len(name) + 1:-len(".dist-info")]
+    return "0"
+
+
 class ParamikoSession(Session):
     def _open(self):
-        sys.modules.setdefault("invoke", None)  # paramiko imports it only for `Match exec`: 50 ms
-        import gssapi
-        import paramiko
-        principal, _ = ticket()
         timeout = float(self.config.get("ssh", "connect_timeout"))
-        try:
+        try:  # first: sshd starts its side (fork, re-exec, keys) while we import paramiko
             sock = _TunedSocket(socket.create_connection((self.host.address, self.host.port), timeout))
         except OSError as exc:
             raise Unreachable(f"cannot reach {self.where()} at {self.host.address}:{self.host.port}: "
                               f"{exc.strerror or exc}") from None
+        try:
+            import gssapi
+            paramiko = _import_paramiko()
+            principal, _ = ticket()
+        except BaseException:
+            sock.close()
+            raise
         client = paramiko.SSHClient()
         for path in (self.config.get("ssh", "known_hosts"), os.path.expanduser("~/.ssh/known_hosts")):
             if path and os.path.exists(path):
@@ -270,6 +311,7 @@ class _ProcessSession(Session):
     """A helper behind a child process's pipes (OpenSSH client, or the helper itself)."""
 
     def _spawn(self, argv, env=None):
+        import subprocess  # the paramiko transport never needs it
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, env=env, bufsize=0)
@@ -296,6 +338,7 @@ class _ProcessSession(Session):
         return self.proc.poll() is None
 
     def _failure_detail(self) -> str:
+        import subprocess
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -325,6 +368,7 @@ class OpenSSHSession(_ProcessSession):
                 "-o", "LogLevel=ERROR", "-p", str(self.host.port), "-l", user]
         if self.host.address != self.host.name:
             argv += ["-o", f"GSSAPIServerIdentity={self.host.name}"]  # the principal is the name
+        argv += control_options(self.host, self.config)
         self._spawn(argv + [self.host.address, "--", *shlex.split(self.host.helper)])
 
     def _failure_detail(self) -> str:
@@ -332,6 +376,29 @@ class OpenSSHSession(_ProcessSession):
         if "Permission denied" in detail:
             raise NotPermitted(f"{self.where()} refused the login{detail}")
         return detail
+
+
+def control_options(host, config) -> list[str]:
+    """OpenSSH's connection sharing, opt-in: the host var `ceo_ssh_control_persist` or `[ssh]
+    control_persist` (seconds, or OpenSSH's 10m). The first run leaves a master connection
+    that many runs' sessions then share for that long: no TCP, kex or Kerberos login each time.
+    Every run still gets its own session, helper and authorization; what the master keeps is the
+    login (see the README). Its socket lives in a directory only the user can enter."""
+    persist = host.vars.get("ceo_ssh_control_persist", config.get("ssh", "control_persist"))
+    persist = "" if persist is None else str(persist).strip().lower()
+    if persist in ("", "no", "0", "false", "off"):
+        return []
+    if not re.fullmatch(r"[1-9][0-9]{0,6}[smhdw]?", persist):
+        raise BadInput(f"{host.name}: ssh control_persist {persist[:20]!r} is not a time (seconds, or e.g. 10m)")
+    where = os.path.expanduser(config.get("ssh", "control_dir") or "~/.ssh/ceo-control")
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        st = os.stat(where)
+    except OSError as exc:
+        raise BadInput(f"cannot make the ssh control directory {where}: {exc.strerror or exc}") from None
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:  # its sockets log in as the user
+        raise BadInput(f"the ssh control directory {where} must be the user's own, mode 0700")
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={where}/%C", "-o", f"ControlPersist={persist}"]
 
 
 class LocalSession(_ProcessSession):
@@ -352,6 +419,15 @@ class Pool:
         self.inventory, self.config = inventory, config
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
+        self.idle_work: list = []  # done once, by the first session that waits for its helper
+        self.openers: list[threading.Thread] = []
+        self.failed: dict[str, BaseException] = {}  # a started opening that failed, told once
+
+    def _idle(self):
+        with self.lock:
+            work, self.idle_work = self.idle_work, []
+        for fn in work:
+            fn()
 
     def for_role(self, role: str) -> Session:
         return self.for_host(self.inventory.host_for(role))
@@ -359,6 +435,9 @@ class Pool:
     def for_host(self, host) -> Session:
         with self.lock:
             session = self.sessions.get(host.name)
+            failed = self.failed.pop(host.name, None)
+            if failed is not None:
+                raise failed
             if session is None:
                 if host.connection not in TRANSPORTS:
                     raise BadInput(f"{host.name}: ansible_connection={host.connection} is not one of "
@@ -366,6 +445,7 @@ class Pool:
                 if host.connection == "local" and "ceo_helper" not in host.vars:
                     host.vars["ceo_helper"] = "ceo-helper"
                 session = TRANSPORTS[host.connection](host, self.inventory.roles_of(host.name), self.config)
+                session.while_waiting = self._idle
                 session.lock.acquire()  # others wait for it to open
                 self.sessions[host.name] = session
                 opening = True
@@ -374,7 +454,8 @@ class Pool:
         if opening:
             try:
                 session.open()
-            except BaseException:
+            except BaseException as exc:
+                session.error = exc
                 with self.lock:
                     self.sessions.pop(host.name, None)
                 raise
@@ -383,8 +464,28 @@ class Pool:
         else:
             with session.lock:
                 if session.hello is None:
-                    raise Unreachable(f"{session.where()} could not be opened")
+                    raise session.error or Unreachable(f"{session.where()} could not be opened")
         return session
+
+    def start(self, hosts):
+        """Begin opening sessions to these hosts, each in a thread of its own, and return at once:
+        a verb that will need several hosts pays for about one handshake, not one per host.
+        Whoever then asks for a host waits for its opening, and gets its error if it failed."""
+        for host in hosts:
+            with self.lock:
+                if host.name in self.sessions:
+                    continue
+            thread = threading.Thread(target=self._open_quietly, args=(host,), daemon=True)
+            thread.start()
+            self.openers.append(thread)
+
+    def _open_quietly(self, host):
+        try:
+            self.for_host(host)
+        except BaseException as exc:  # raised again to whoever asks for this host
+            with self.lock:
+                if host.name not in self.sessions:
+                    self.failed[host.name] = exc
 
     def open_parallel(self, hosts) -> dict[str, Session | Exception]:
         def one(host):
@@ -395,11 +496,14 @@ class Pool:
         hosts = list(hosts)
         if len(hosts) == 1:
             return dict([one(hosts[0])])
+        from concurrent.futures import ThreadPoolExecutor  # 4 ms of imports a one-host run never needs
         with ThreadPoolExecutor(max(1, len(hosts))) as pool:
             return dict(pool.map(one, hosts))
 
     def close(self):
-        for session in self.sessions.values():
+        for thread in self.openers:  # a session still opening is closed too, not left behind
+            thread.join(float(self.config.get("ssh", "connect_timeout")) + 5)
+        for session in list(self.sessions.values()):
             try:
                 session.close()
             except Exception:

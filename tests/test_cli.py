@@ -401,6 +401,69 @@ def test_a_site_plugin_loads_in_the_helper(cluster, helper_site):
     assert importers(ok) == {"ceo", "ceo-helper"}
 
 
+def test_a_verb_imports_only_its_own_plugin_in_the_client_and_the_helper(cluster, helper_site):
+    other = plugin_file(helper_site / "okplug.py", "okplug")
+    proc = ceo(cluster, "ofstaff", "doctor", "ping")  # a bundled plugin's verb: nothing else is imported
+    assert proc.returncode == 0, proc.stderr
+    assert importers(other) == set()
+    proc = ceo(cluster, "ofstaff", "--help")  # the list of plugins needs every one of them
+    assert proc.returncode == 0 and "okplug" in proc.stdout, proc.stderr
+    assert importers(other) == {"ceo"}
+
+
+LAZY = """
+    import json, sys
+    from ceo.discovery import discover
+    reg = discover({site!r}, lazy=True)
+    asked = [[p, v, reg.verb(p, v) is not None] for p, v in {asks!r}]
+    print(json.dumps({{"asked": asked, "sources": {{n: p.source for n, p in reg.plugins.items()}},
+                      "broken": sorted(reg.broken), "imported": sorted(m for m in sys.modules
+                                                                      if m.split(".")[0] in ("plugins", "thirdparty_ceo"))}}))
+"""
+
+
+def lazy(tmp_path, asks, site=None) -> dict:
+    proc = _python(LAZY.format(site=str(site) if site else None, asks=asks), PYTHONPATH=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def entry_point_plugin(tmp_path):
+    (tmp_path / "thirdparty_ceo.py").write_text(textwrap.dedent("""
+        from ceo.plugin import Plugin
+        plugin = Plugin("thirdparty", "From an entry point")
+        @plugin.verb("x", "x", role="any")
+        def x(ctx):
+            return {}
+    """))
+    dist = tmp_path / "thirdparty_ceo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[ceo.plugins]\nthirdparty = thirdparty_ceo\n")
+
+
+def test_a_lazy_registry_imports_a_bundled_plugin_alone_and_refuses_undeclared_verbs(tmp_path):
+    entry_point_plugin(tmp_path)
+    got = lazy(tmp_path, [("doctor", "ping"), ("doctor", "nosuch"), ("doctor", "check")])
+    assert got["asked"] == [["doctor", "ping", True], ["doctor", "nosuch", False], ["doctor", "check", True]]
+    assert got["imported"] == ["plugins", "plugins.doctor"] and list(got["sources"]) == ["doctor"]
+
+
+def test_a_lazy_registry_finds_entry_point_and_site_plugins_as_a_full_one_does(tmp_path):
+    entry_point_plugin(tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    plugin_file(site / "zzdoctor.py", "doctor", "impostor")  # another name, a bundled plugin
+    plugin_file(site / "sited.py", "sited")
+    got = lazy(tmp_path, [("thirdparty", "x"), ("doctor", "impostor"), ("doctor", "ping"), ("sited", "where"),
+                          ("nosuch", "x"), ("thirdparty", "nosuch")], site)
+    assert got["asked"] == [["thirdparty", "x", True], ["doctor", "impostor", False], ["doctor", "ping", True],
+                            ["sited", "where", True], ["nosuch", "x", False], ["thirdparty", "nosuch", False]]
+    assert got["sources"]["thirdparty"] == "entry point in thirdparty_ceo-1.0.dist-info"
+    assert got["sources"]["doctor"] == "bundled" and got["sources"]["sited"] == f"site dir {site}"
+    assert "zzdoctor" in got["broken"]  # declares doctor, already found: exactly as with everything imported
+    assert "thirdparty_ceo" in got["imported"]
+
+
 @pytest.mark.parametrize("change", ["owned by a user", "group-writable", "world-writable"])
 def test_the_helper_loads_no_site_file_that_non_root_could_change(cluster, helper_site, change):
     ok = plugin_file(helper_site / "okplug.py", "okplug")

@@ -9,9 +9,7 @@ replaced through a new file renamed over the old one.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import tempfile
 
 from ..errors import BadInput, NotFound
 from ..files import open_plain
@@ -23,6 +21,8 @@ def copy_skeleton(skel: str, path: str, number: int):
     """Copy and chown in a root-only staging directory, then rename into place: the member
     never owns anything under construction, so no link swapped in mid-walk can redirect a
     chown made as root."""
+    import shutil
+    import tempfile  # here, not at the top: `ceo --help` and every read import this module
     staging = tempfile.mkdtemp(prefix=".ceo-new-", dir=os.path.dirname(path))  # 0700, root
     try:
         new = os.path.join(staging, "home")
@@ -71,6 +71,7 @@ def write_file(directory: str, name: str, text: str | None, number: int, mode: i
         if os.path.lexists(path):
             os.unlink(path)
         return
+    import tempfile
     fd, tmp = tempfile.mkstemp(prefix=f"{name}.", dir=directory)
     closed = False
     try:
@@ -166,6 +167,8 @@ def copy_shared_skeleton(skel: str, path: str, number: int, dirs=("www",)):
     makes it, the directories `dirs` made if the skeleton lacks them, every directory setgid
     (new files keep the group) with the group ACL; all of it in a root-only staging directory,
     then renamed into place."""
+    import shutil
+    import tempfile
     staging = tempfile.mkdtemp(prefix=".ceo-new-", dir=os.path.dirname(path))  # 0700, root
     try:
         new = os.path.join(staging, "home")

@@ -11,7 +11,6 @@ of statements that the helper runs as steps (each with its undo) or shows in che
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from ..errors import AlreadyExists, BadInput, NotFound, ServiceUnavailable
@@ -164,6 +163,7 @@ def _pg_verifier(ctx, name: str, password: str) -> str:
 
 
 def _my_verifier(password: str) -> str:
+    import hashlib
     return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
 
 

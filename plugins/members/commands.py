@@ -84,7 +84,7 @@ def _render_added(console, result):
 
 
 @plugin.composite("get", "Show a member: name, program, numbers, terms, positions, groups, lock, forwarding",
-                  example="ceo members get alice",
+                  example="ceo members get alice", roles=("ldap", "homes"),
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_member(c, r))
 def get(run, uid):
     info = run.call("members.info", {"uid": uid}, role="ldap")
@@ -204,7 +204,7 @@ def _render_renewals(console, result):
 
 
 @plugin.composite("pwreset", "Give a member a new temporary password (syscom)",
-                  example="ceo members pwreset alice",
+                  example="ceo members pwreset alice", roles=("ldap", "kerberos"),
                   check=True, allow=("syscom",),
                   params=[Uid("uid", "the member", positional=True)], render=lambda c, r: _render_password(c, r))
 def pwreset(run, uid):

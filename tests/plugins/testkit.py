@@ -196,3 +196,9 @@ def sqlfail(ctx, engine, password):
     else:
         sql.run(ctx, engine, f"ALTER USER 'nobody_ceo'@'%' IDENTIFIED BY '{password}' NONSENSE")
     return {}
+
+
+@plugin.composite("twohosts", "Ask the ldap host and the databases host; both sessions open at once (its roles)",
+                  roles=("ldap", "databases"))
+def twohosts(run):
+    return {role: run.call("doctor.ping", {}, role=role)["host"] for role in ("ldap", "databases")}

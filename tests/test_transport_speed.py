@@ -1,0 +1,155 @@
+"""What the client does to be quick keeps what it promised: paramiko imported without invoke and
+importlib.metadata but with its version, a composite verb's hosts opened in parallel (one
+session each, errors told to whoever asks), OpenSSH's connection sharing only when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from ceo.config import Config
+from ceo.errors import BadInput, Unreachable
+from ceo.inventory import Inventory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_paramiko_is_imported_without_invoke_or_metadata_and_keeps_its_version():
+    code = textwrap.dedent("""
+        import json, sys
+        from ceo.transport import _import_paramiko
+        paramiko = _import_paramiko()
+        skipped = "importlib.metadata" not in sys.modules and sys.modules.get("invoke", 0) is None
+        import importlib.metadata  # the real one, for anyone after us
+        print(json.dumps([skipped, paramiko.__version__, importlib.metadata.version("paramiko"),
+                          paramiko.transport.Transport._CLIENT_ID, importlib.metadata.version("rich")]))
+    """)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    skipped, version, real, client_id, rich = json.loads(proc.stdout)
+    assert skipped and version == real and client_id == f"paramiko_{real}" and rich
+
+
+def _run(cluster):
+    from ceo.output import Output
+    from ceo.runner import Run
+    return Run(Inventory.load(str(REPO / "hosts.ini")), Config.load("/etc/csc/ceo.ini"), Output(as_json=True))
+
+
+def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_user, monkeypatch):
+    from ceo import transport
+    from ceo.discovery import discover
+    from ceo.runner import run_verb
+    as_user("ofstaff")
+    events, lock = [], threading.Lock()
+    opening = transport.Session.open
+
+    def recorded(self):
+        with lock:
+            events.append(("start", self.host.name))
+        try:
+            return opening(self)
+        finally:
+            with lock:
+                events.append(("end", self.host.name))
+    monkeypatch.setattr(transport.Session, "open", recorded)
+    verb = discover(Config.load("/etc/csc/ceo.ini").get("plugins", "site_dir")).verb("testkit", "twohosts")
+    assert verb.roles == ("ldap", "databases")
+    run = _run(cluster)
+    try:
+        result = run_verb(run, verb, {})
+        hosts = sorted(run.pool.sessions)
+    finally:
+        run.close()
+    assert result == {"ldap": "phosphoric-acid.csclub.internal", "databases": "coffee.csclub.internal"}
+    assert hosts == ["coffee.csclub.internal", "phosphoric-acid.csclub.internal"]  # one session each
+    # Both openings began before either ended: in parallel, not one after the other.
+    assert [kind for kind, _ in events] == ["start", "start", "end", "end"], events
+
+
+def test_a_started_session_that_fails_gives_its_own_error_once_and_is_not_tried_again(cluster, as_user,
+                                                                                        monkeypatch, tmp_path):
+    from ceo import transport
+    as_user("ofstaff")
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[ldap]\nnowhere.csclub.internal ansible_host=127.0.0.9 ansible_port=2\n")
+    tries = []
+    opening = transport.ParamikoSession._open
+    monkeypatch.setattr(transport.ParamikoSession, "_open", lambda self: (tries.append(1), opening(self)))
+    pool = transport.Pool(Inventory.load(str(inv)), Config.load("/etc/csc/ceo.ini"))
+    host = pool.inventory.host_for("ldap")
+    pool.start([host])
+    for thread in pool.openers:
+        thread.join(30)
+    with pytest.raises(Unreachable, match="cannot reach nowhere.csclub.internal .* at 127.0.0.9:2"):
+        pool.for_host(host)
+    assert len(tries) == 1 and pool.sessions == {}
+    pool.close()
+
+
+class _Host:
+    def __init__(self, **vars):
+        self.name, self.vars = "h.csclub.internal", vars
+
+
+def _config(tmp_path, **ssh) -> Config:
+    config = Config()
+    config.parser.read_dict({"ssh": {"control_dir": str(tmp_path / "cm"), **ssh}})
+    return config
+
+
+def test_connection_sharing_is_opt_in_and_its_directory_private(tmp_path):
+    from ceo.transport import control_options
+    assert control_options(_Host(), _config(tmp_path)) == []
+    assert control_options(_Host(ceo_ssh_control_persist="no"), _config(tmp_path, control_persist="60")) == []
+    assert not (tmp_path / "cm").exists()
+    expected = ["-o", "ControlMaster=auto", "-o", f"ControlPath={tmp_path / 'cm'}/%C", "-o", "ControlPersist=60"]
+    assert control_options(_Host(), _config(tmp_path, control_persist="60")) == expected
+    assert control_options(_Host(ceo_ssh_control_persist=60), _config(tmp_path)) == expected  # a host var wins
+    assert (os.stat(tmp_path / "cm").st_mode & 0o777) == 0o700
+    with pytest.raises(BadInput, match="is not a time"):
+        control_options(_Host(ceo_ssh_control_persist="60; rm"), _config(tmp_path))
+    os.chmod(tmp_path / "cm", 0o750)  # anyone who can reach its sockets logs in as the user
+    with pytest.raises(BadInput, match="must be the user's own, mode 0700"):
+        control_options(_Host(ceo_ssh_control_persist="10m"), _config(tmp_path))
+
+
+def test_the_ssh_transport_shares_one_login_across_runs_only_when_asked(cluster, tmp_path):
+    log = cluster.state / "hosts" / "phosphoric-acid" / "sshd.log"
+    cm = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp"))  # a socket's path has at most 107 bytes
+    cfg = tmp_path / "ceo.ini"
+    cfg.write_text(Path("/etc/csc/ceo.ini").read_text().replace("[ssh]\n", f"[ssh]\ncontrol_dir = {cm}\n"))
+
+    def logins(**host_vars) -> int:
+        line = next(l for l in (REPO / "hosts.ini").read_text().splitlines() if l.startswith("phosphoric-acid"))
+        inv = tmp_path / "hosts.ini"
+        inv.write_text(f"[ldap]\n{line} ansible_connection=ssh " + " ".join(f"{k}={v}" for k, v in host_vars.items()))
+        before = log.read_text().count("Accepted gssapi-with-mic")
+        for _ in range(3):
+            proc = cluster.run(["ceo", "-i", str(inv), "-c", str(cfg), "doctor", "ping"], "ofstaff")
+            assert proc.returncode == 0, proc.stderr
+        return log.read_text().count("Accepted gssapi-with-mic") - before
+
+    try:
+        assert logins() == 3
+        assert logins(ceo_ssh_control_persist=30) == 1  # one master, whose login the next runs reuse
+    finally:
+        for sock in cm.glob("*"):
+            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "x"], capture_output=True)
+        shutil.rmtree(cm)
+
+
+def test_a_composite_verb_declares_only_inventory_roles():
+    from ceo import inventory, plugin
+    assert plugin.INVENTORY_ROLES == inventory.ROLES
+    p = plugin.Plugin("x", "x")
+    with pytest.raises(ValueError, match="unknown inventory role 'ldpa'"):
+        p.composite("y", "y", roles=("ldap", "ldpa"))(lambda run: None)
