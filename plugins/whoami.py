@@ -21,7 +21,7 @@ HOW = {"all": "", "self": "your own", "some": "some (a rule decides)"}
              role="ldap", allow=("any",), render=lambda c, r: _render(c, r))
 def show(ctx):
     may = {}
-    for name, p in sorted(ctx.session.registry.plugins.items()):
+    for name, p in sorted(ctx.session.registry.everything().plugins.items()):  # the helper loads lazily
         for verb in p.verbs.values():
             how = None if verb.hidden else policy.offered(ctx, verb)
             if how:

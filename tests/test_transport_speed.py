@@ -44,7 +44,7 @@ def _run(cluster):
     return Run(Inventory.load(str(REPO / "hosts.ini")), Config.load("/etc/csc/ceo.ini"), Output(as_json=True))
 
 
-def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_user, monkeypatch):
+def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_user, monkeypatch, testkit):
     from ceo import transport
     from ceo.discovery import discover
     from ceo.runner import run_verb
