@@ -308,16 +308,7 @@ def test_plugins_lists_sources_and_reports_broken_ones(cluster, tmp_path):
 
 
 def test_entry_point_plugins_are_found(cluster, tmp_path):
-    (tmp_path / "thirdparty_ceo.py").write_text(textwrap.dedent("""
-        from ceo.plugin import Plugin
-        plugin = Plugin("thirdparty", "From an entry point")
-        @plugin.verb("x", "x", role="any")
-        def x(ctx):
-            return {}
-    """))
-    dist = tmp_path / "thirdparty_ceo-1.0.dist-info"
-    dist.mkdir()
-    (dist / "entry_points.txt").write_text("[console_scripts]\nfoo = bar:baz\n\n[ceo.plugins]\nthirdparty = thirdparty_ceo\n")
+    entry_point_plugin(tmp_path, other_groups="[console_scripts]\nfoo = bar:baz\n\n")
     proc = _python("from ceo import cli; cli.main(['plugins'])", PYTHONPATH=str(tmp_path))
     assert "thirdparty   entry point in thirdparty_ceo-1.0.dist-info" in proc.stdout, proc.stdout + proc.stderr
 
@@ -428,7 +419,8 @@ def lazy(tmp_path, asks, site=None) -> dict:
     return json.loads(proc.stdout)
 
 
-def entry_point_plugin(tmp_path):
+def entry_point_plugin(tmp_path, other_groups=""):
+    """A third-party plugin module and its dist-info, as pip installs one (other groups first)."""
     (tmp_path / "thirdparty_ceo.py").write_text(textwrap.dedent("""
         from ceo.plugin import Plugin
         plugin = Plugin("thirdparty", "From an entry point")
@@ -438,7 +430,7 @@ def entry_point_plugin(tmp_path):
     """))
     dist = tmp_path / "thirdparty_ceo-1.0.dist-info"
     dist.mkdir()
-    (dist / "entry_points.txt").write_text("[ceo.plugins]\nthirdparty = thirdparty_ceo\n")
+    (dist / "entry_points.txt").write_text(f"{other_groups}[ceo.plugins]\nthirdparty = thirdparty_ceo\n")
 
 
 def test_a_lazy_registry_imports_a_bundled_plugin_alone_and_refuses_undeclared_verbs(tmp_path):
