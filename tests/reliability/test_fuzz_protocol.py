@@ -82,13 +82,21 @@ class Helper:
         self.raw.hello()
         self.restarts += 1
 
+    def send(self, line: bytes):
+        try:
+            self.raw.send(line + b"\n")
+        except OSError:  # the helper ended the session at its refusal bound, and said so first
+            ended = self.raw.reply()
+            assert ended.get("error", {}).get("name") == "LimitReached", ended
+            self.fresh()
+            self.raw.send(line + b"\n")
+
     def exchange(self, line: bytes) -> list[dict]:
         """Send one line; every reply up to its final answer (events come first)."""
-        self.raw.send(line + b"\n")
+        self.send(line)
         self.lines += 1
         if not line.strip():  # a blank line is no request: the protocol skips it, unanswered
-            line = b'{"id": "after-blank", "plugin": "doctor", "verb": "ping", "args": {}}'
-            self.raw.send(line + b"\n")
+            self.send(b'{"id": "after-blank", "plugin": "doctor", "verb": "ping", "args": {}}')
         replies = []
         while True:
             reply = self.raw.reply()
