@@ -12,7 +12,7 @@ from ceo.plugin import Plugin
 
 plugin = Plugin("whoami", "Who you are to ceo, your groups, and what you may do", default_verb="show")
 
-HOW = {"all": "", "self": "your own", "some": "some (a rule decides)"}
+HOW = {"all": "anyone", "self": "your own", "some": "some (a rule decides)"}
 
 
 @plugin.verb("show", "Your user name, principal, groups, membership, and the verbs you may use",
@@ -39,5 +39,5 @@ def _render(console, r):
     table.add_column("you may run")
     table.add_column("for")
     for qualname, how in r["may"].items():
-        table.add_row(f"ceo {qualname.replace('.', ' ')}", HOW.get(how, how) or "anyone")
+        table.add_row(f"ceo {qualname.replace('.', ' ')}", HOW.get(how, how))
     console.print(table)

@@ -78,7 +78,8 @@ async def type_into(pilot, name, text):
     field = pilot.app.screen.query_one(f"#in-{name}")
     field.focus()
     field.value = ""
-    await pilot.press(*text) if text else None
+    if text:
+        await pilot.press(*text)
     await pilot.pause()
 
 

@@ -402,7 +402,7 @@ class RunScreen(Page):
         else:
             result = dict(value) if isinstance(value, dict) else value
             password = result.pop("password", None) if isinstance(result, dict) else None
-            box.update(render(self.verb, result, password is not None, self.check))
+            box.update(render(self.verb, result, self.check))
             if password:
                 self.show_password(result, password)
         done = self.query_one("#done", Button)
@@ -429,7 +429,7 @@ class RunScreen(Page):
         self.action_done()
 
 
-def render(verb, result, has_password: bool, check: bool):
+def render(verb, result, check: bool):
     """The result as the CLI shows it (the verb's renderer, else a plain listing). A password
     was taken out of the result (shown apart, spelled out): renderers show the rest."""
     if result in (None, {}, []):
