@@ -204,6 +204,21 @@ class Supervisor:
                 proc.wait()
             proc._reported = True
 
+    def signal_service(self, name: str, sig: int):
+        """Send sig to every process of the service's session (its own, from spawn): `kill`
+        (SIGKILL, a crash), `pause` (SIGSTOP: it hangs mid-request) and `resume` (SIGCONT)."""
+        with self.lock:
+            procs = [p for n, p in self.procs if n == name and p.poll() is None]
+        if name not in self.starters:
+            raise KeyError(name)
+        for proc in procs:
+            if sig == signal.SIGKILL:
+                kill_session(proc.pid)
+                proc.wait()
+                proc._reported = True
+            else:
+                signal_session(proc.pid, sig)
+
     def start_service(self, name: str):
         with self.lock:
             running = [p for n, p in self.procs if n == name and p.poll() is None]
@@ -370,7 +385,10 @@ class Supervisor:
             "host all all 127.0.0.0/8 scram-sha-256\n")
         self.daemon("postgresql", [PG_BIN / "postgres", "-D", p / "data", "-c", f"listen_addresses={DB_ADDR}",
                                          "-c", "unix_socket_directories=/run/postgresql", "-c", "fsync=off",
-                                         "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                                         # Commits are written before they are acknowledged, not fsynced: a
+                                         # killed server keeps them (the fault matrix kills it), a crashed
+                                         # machine need not (a sandbox).
+                                         "-c", "synchronous_commit=on", "-c", "full_page_writes=off",
                                          "-c", "shared_buffers=32MB"], p / "postgres.log",
                     user="postgres", group="postgres", cwd=p)
 
@@ -382,7 +400,7 @@ class Supervisor:
                                       "--socket=/run/mysqld/mysqld.sock", "--port=3306", f"--bind-address={DB_ADDR}",
                                       f"--pid-file={m}/mariadbd.pid", "--skip-name-resolve",
                                       "--innodb-buffer-pool-size=32M", "--skip-log-bin",
-                                      "--innodb-flush-log-at-trx-commit=0"], m / "mariadb.log")
+                                      "--innodb-flush-log-at-trx-commit=2"], m / "mariadb.log")
 
     def mailman(self):
         mm = STATE / "mailman"
@@ -464,6 +482,10 @@ class Supervisor:
 def kill_session(sid: int):
     """SIGKILL every process of a daemon's session: sssd's children each have a process group
     of their own, and would outlive a killed monitor."""
+    signal_session(sid, signal.SIGKILL)
+
+
+def signal_session(sid: int, sig: int):
     for entry in os.listdir("/proc"):
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
@@ -471,7 +493,7 @@ def kill_session(sid: int):
             continue
         if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[3]) == sid:
             try:
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(int(entry), sig)
             except ProcessLookupError:
                 pass
 
@@ -486,7 +508,7 @@ CONTROL = STATE / "control.sock"
 
 
 def serve_control(sup: Supervisor):
-    """`stop NAME` / `start NAME` on a root-only Unix socket: failure injection for tests."""
+    """`stop|start|kill|pause|resume NAME` on a root-only Unix socket: failure injection for tests."""
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(str(CONTROL))
     os.chmod(CONTROL, 0o600)
@@ -496,7 +518,10 @@ def serve_control(sup: Supervisor):
         with conn, conn.makefile("rw") as f:
             try:
                 verb, name = f.readline().split()
-                {"stop": sup.stop_service, "start": sup.start_service}[verb](name)
+                {"stop": sup.stop_service, "start": sup.start_service,
+                 "kill": lambda n: sup.signal_service(n, signal.SIGKILL),
+                 "pause": lambda n: sup.signal_service(n, signal.SIGSTOP),
+                 "resume": lambda n: sup.signal_service(n, signal.SIGCONT)}[verb](name)
                 f.write("ok\n")
             except KeyError:
                 f.write(f"error: no such service; services: {', '.join(sorted(sup.starters))}\n")

@@ -267,7 +267,8 @@ def leftovers() -> list[str]:
 
 
 def service(action: str, name: str):
-    """Stop or start one of the running sandbox's services (`stop mailman`, `start kadmind`)."""
+    """Stop, start, kill (SIGKILL), pause (SIGSTOP) or resume one of the running sandbox's
+    services (`stop mailman`, `start kadmind`, `pause slapd`)."""
     import socket as _socket
     sock = _socket.socket(_socket.AF_UNIX)
     try:
