@@ -3,6 +3,8 @@ one line that names the host and the service."""
 
 from __future__ import annotations
 
+import re
+
 from ..errors import NotFound, ServiceUnavailable
 
 REST_TIMEOUT = 10  # seconds: a Mailman that hangs is reported, not waited on
@@ -39,7 +41,9 @@ def call(ctx, fn, missing: Exception | None = None):
     try:
         return fn()
     except MailmanConnectionError as exc:
-        reason = str(exc).split(":")[-1].strip() or "no answer"
+        # Its text nests the reprs of the errors under it: say only the system's reason.
+        found = re.search(r"\[Errno -?\d+\] [^'\"\\)]+", str(exc))
+        reason = found.group(0).strip() if found else "no answer"
         raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({url(ctx)}): {reason}") from None
     except HTTPError as exc:
         if exc.code == 404 and missing is not None:
