@@ -177,7 +177,7 @@ def Term(name="term", help="a term, e.g. w2027", **kw):
 class Verb:
     def __init__(self, plugin, name, help, fn, *, role=None, allow=("any",), params=(), check=False,
                  mutating=False, hidden=False, confirm=None, target=None, composite=False, render=None,
-                 permit=None, guard=None, audit_rows=False, example=(), roles=()):
+                 permit=None, guard=None, audit_rows=False, example=(), roles=(), leftover=None):
         for r in allow:
             if r not in ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown role {r!r} in allow")
@@ -199,6 +199,9 @@ class Verb:
             if r not in INVENTORY_ROLES:
                 raise ValueError(f"{plugin.name}.{name}: unknown inventory role {r!r} in roles")
         self.roles = tuple(roles)
+        # A composite verb whose undo can fail (a service died mid-way): the command that
+        # removes what it left, e.g. "ceo members delete {uid} --yes"; its error names it.
+        self.leftover = leftover
         positional = [p.name for p in self.params if p.positional]
         self.target = target or (positional[0] if positional else None)
 

@@ -23,7 +23,7 @@ class Run:
         self.pool.idle_work.append(getattr(output, "prepare", lambda: None))  # while the first helper starts
         self.done: list[tuple[str, object]] = []  # (description, undo callable)
         self.kept: dict = {}  # session -> ids of its requests the helper keeps for undo
-        self.command = None  # the verb the user typed, while run_verb runs it
+        self.command, self.args = None, {}  # the verb the user typed and its args, while run_verb runs it
 
     # --- single requests ------------------------------------------------------------------
     def call(self, qualname: str, args: dict, *, role: str | None = None, host=None, keep=False):
@@ -123,7 +123,9 @@ class Run:
                          lambda what, why: self.output.event("", {"step": what, "status": "undo-failed",
                                                                   "message": f"could not undo {what}: {why}"}))
         if stuck:
-            return PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}", not_undone=stuck)
+            leftover = getattr(self.command, "leftover", None)
+            fix = f"; to remove what is left: {leftover.format(**self.args)}" if leftover else ""
+            return PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}{fix}", not_undone=stuck)
         return err
 
     def release(self):
@@ -157,11 +159,11 @@ def typed(err: CeoError, command, qualname: str) -> CeoError:
 
 def run_verb(run: Run, verb, args: dict, host=None):
     """Execute a declared verb with validated args. Returns its result or raises CeoError."""
-    outer, run.command = run.command, verb
+    outer, run.command, outer_args, run.args = run.command, verb, run.args, args
     try:
         return _run_verb(run, verb, args, host)
     finally:
-        run.command = outer
+        run.command, run.args = outer, outer_args
 
 
 def _run_verb(run: Run, verb, args: dict, host=None):

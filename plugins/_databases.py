@@ -76,9 +76,10 @@ def declare(plugin, engine: Engine):
                       "password shown once",
                       example=(f"ceo {noun} create                 # a database for you",
                                f"ceo {noun} create gamedev         # a club's, by one of its members"),
-                      check=True, allow=STEP["allow"], render=render_password, params=[Account])
+                      check=True, allow=STEP["allow"], render=render_password, params=[Account],
+                      leftover=f"ceo {noun} delete {{name}} --yes")
     def create(run, name):
-        name = caller_unless(run, name)
+        name = run.args["name"] = caller_unless(run, name)  # what a failed run left is named by it
         run.prepare(["databases", "homes"])
         made = run.step(f"{noun}.make", {"name": name}, role="databases", describe=f"{label} database {name}")
         return details(run, name, made)

@@ -18,7 +18,8 @@ from .params import NEW_ACCOUNT, Address, Clubrep, Count, Terms
 @plugin.composite("add", "Add a member (or --clubrep): LDAP, Kerberos, home, forwarding, welcome, lists",
                   example=('ceo members add alice --cn "Alice Liddell" --program "MAT/CS" --terms 2',
                            'ceo members add bob --clubrep --cn "Bob Builder" --check'),
-                  allow=policy.STAFF, check=True, render=lambda c, r: _render_added(c, r), params=[
+                  allow=policy.STAFF, check=True, render=lambda c, r: _render_added(c, r),
+                  leftover="ceo members delete {uid} --yes", params=[
                       *NEW_ACCOUNT, Address, Flag("no_welcome", "do not send the welcome email"),
                       Flag("no_subscribe", "do not subscribe to csc-general")])
 def add(run, uid, cn, given_name, sn, program, terms, term, clubrep, forwarding_address, no_welcome,
