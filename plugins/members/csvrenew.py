@@ -143,11 +143,12 @@ def renew(run, path: str, *, clubrep: bool, skip_invalid: bool, receipt: str | N
     if receipt:
         _write_receipt(receipt, rows, problems)
     partly = counts["failed"] or counts["skipped"] or counts["not attempted"]
+    held = counts["done"] or counts["unchanged"]  # none: the run did nothing, it failed (exit 1)
     return {"rows": [{"line": r.line, "uid": r.uid, "outcome": r.outcome, "message": r.message,
                       "terms": r.now} for r in rows],
             "invalid": problems, "counts": {k: v for k, v in counts.items() if v}, "stopped": stopped,
             "check": run.check,
-            "exit": 4 if partly else 0}
+            "exit": (4 if held else 1) if partly else 0}
 
 
 def _what(row: Row, clubrep: bool) -> str:
