@@ -30,7 +30,7 @@ Description = Str("description", "what the club is called, e.g. 'Women in Comput
 
 @plugin.composite("add", "Add a club account: LDAP user, group, sudo rule for its members, shared home (syscom)",
                   example='ceo groups add gamedev --description "Game Development Club"',
-                  allow=("syscom",), check=True, params=[Name, Description])
+                  allow=("syscom",), check=True, params=[Name, Description], leftover="ceo groups delete {name} --yes")
 def add(run, name, description):
     run.prepare(["ldap", "homes"])
     run.everywhere("members.name_free", {"uid": name})  # a system name on any host is no club's
