@@ -91,6 +91,11 @@ def set_(run, **given):
                 add_member(run, plan["group"], uid)
             else:
                 remove_member(run, plan["group"], uid)
+        # Holders named whose positions did not change: in the group and on its lists anyway
+        # (unchanged steps), so that running the command again finishes one a failure cut short.
+        named = {u for item in assign for u in item.partition("=")[2].split(",") if u}
+        for uid in sorted(named - set(plan["affected"])):
+            add_member(run, plan["group"], uid)
     except CeoError as err:
         raise rolled_back(run, err) from None
     result = {"positions": plan["positions"], "affected": plan["affected"]}
