@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ceo import policy, terms as T
-from ceo.errors import NOT_PERMITTED, BadInput, CeoError
+from ceo.errors import NOT_PERMITTED, BadInput, CeoError, NotFound
 from ceo.output import count, facts, safe
 from ceo.plugin import Flag, Str, Term, Uid
 
@@ -231,8 +231,24 @@ def _render_password(console, result):
                   params=[Uid("uid", "the member", positional=True)])
 def delete(run, uid):
     run.prepare(["ldap", "kerberos", "homes"])
-    run.call("members.info", {"uid": uid}, role="ldap")
+    try:
+        run.call("members.info", {"uid": uid}, role="ldap")
+    except NotFound:
+        # Deleted by a run that a failure cut short (its tombstone is first): finish it.
+        if not run.call("members.deleted", {"uid": uid}, role="ldap")["deleted"]:
+            raise
+        return {"uid": uid, "home": None, "finished": finish_delete(run, uid)}
     return {"uid": uid, "home": delete_account(run, uid, "member")}
+
+
+def finish_delete(run, uid) -> bool:
+    """The steps of a member's delete after its LDAP entries: what a run cut short left."""
+    done = [run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}"),
+            run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
+                     describe="list subscriptions and roles", best_effort=True)]
+    if not run.check and not any((d or {}).get("changed") for d in done) and not run.output.warnings:
+        raise NotFound(f"no member {uid!r}: deleted earlier, and nothing of it is left")
+    return True
 
 
 def delete_account(run, uid, kind) -> str | None:

@@ -387,6 +387,9 @@ def remove_ldap(ctx, uid, archived, kind):
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
     number = policy.managed_number(ctx, uid, kind)
     user = acct.user(ctx, uid, all_attrs=True)
+    # The tombstone first: a run cut short (a service died, an undo failed) still marks the
+    # name as deleted, and `members delete` run again finishes from it.
+    _tombstone(ctx, uid, number, archived)
     if kind == "club":  # its own sudo rule goes whole; other rules that name it lose those values
         rule_dn = directory.sudo_rule_dn(ctx.config, uid)
         rule = acct.search(ctx, "(objectClass=sudoRole)", ["*"], base=rule_dn, scope="BASE")
@@ -416,7 +419,6 @@ def remove_ldap(ctx, uid, archived, kind):
     ctx.step("user", lambda: directory.delete(conn, dn, f"deleting {dn}"),
              lambda: directory.add(conn, dn, f"restoring {dn}", attrs=acct.readd(user)), describe=f"deleted LDAP user {uid}",
              would=f"delete LDAP user {uid}")
-    _tombstone(ctx, uid, number, archived)
     return {}
 
 
@@ -435,11 +437,22 @@ def _tombstone(ctx, uid, number, archived):
                                                      {"ou": "Tombstones"}),
                  lambda: directory.delete(conn, ou, f"removing {ou}", gone_ok=True), describe=f"added {ou}",
                  would=f"add {ou}")
+    there = acct.search(ctx, "(objectClass=*)", ["uid"], base=tomb_dn, scope="BASE")
+    if there and there[0].get("uid") == [uid]:  # left by a run cut short: this one finishes it
+        return ctx.emit({"step": "tombstone", "status": "unchanged", "message": f"{uid} has a tombstone already"})
     ctx.step("tombstone", lambda: directory.add(conn, tomb_dn, f"adding {tomb_dn}", ["top", "account", "extensibleObject"],
                                                 attrs),
              lambda: directory.delete(conn, tomb_dn, f"removing {tomb_dn}", gone_ok=True),
              describe=f"left a tombstone for {uid} (uid number {number})",
              would=f"leave a tombstone for {uid} (uid number {number})")
+
+
+@plugin.verb("deleted", "Step: whether a user name is a deleted account's (its tombstone) (syscom)", role="ldap",
+             allow=("syscom",), hidden=True, params=[Uid("uid", positional=True)])
+def deleted(ctx, uid):
+    found = acct.search(ctx, f"(uid={directory.escape(uid)})", ["uidNumber"],
+                        base=directory.tombstones_dn(ctx.config), scope="LEVEL")
+    return {"uid": uid, "deleted": bool(found)}
 
 
 @plugin.verb("remove_principal", "Step: delete the principal (syscom)", role="kerberos", allow=("syscom",),
