@@ -235,8 +235,8 @@ class Server:
         except Exception as exc:
             stuck = ctx.steps.rollback()
             err = exc if isinstance(exc, CeoError) else self.internal(exc, message)
-            if stuck:
-                err.details["not_undone"] = stuck
+            if stuck:  # what it left must be said, in the one line the user reads, and exit 4
+                err = PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}", not_undone=stuck)
             outcome = "refused" if isinstance(err, (NotPermitted, BadInput)) else "failed"
             args = ctx.args
             if args is None:  # refused before its arguments were valid: record only their names
