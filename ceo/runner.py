@@ -122,11 +122,15 @@ class Run:
         stuck = undo_all(self.done, lambda what: None,  # the helper that undid it said so
                          lambda what, why: self.output.event("", {"step": what, "status": "undo-failed",
                                                                   "message": f"could not undo {what}: {why}"}))
-        if stuck:
-            leftover = getattr(self.command, "leftover", None)
-            fix = f"; to remove what is left: {leftover.format(**self.args)}" if leftover else ""
-            return PartlyDone(f"{err.message}; could not undo: {', '.join(stuck)}{fix}", not_undone=stuck)
-        return err
+        if not stuck and err.exit_code != PartlyDone.exit_code:
+            return err
+        # An undo failed here, or in the helper of the failed step (its own steps): say what
+        # removes what is left, once.
+        message = f"{err.message}; could not undo: {', '.join(stuck)}" if stuck else err.message
+        leftover = getattr(self.command, "leftover", None)
+        if leftover and "; to remove what is left: " not in message:
+            message += f"; to remove what is left: {leftover.format(**self.args)}"
+        return PartlyDone(message, not_undone=stuck) if stuck else err.reworded(message)
 
     def release(self):
         """The operation has ended (done, or rolled back): each helper forgets its kept requests,
