@@ -214,7 +214,7 @@ def run_ceo(argv, injection=None, timeout=120) -> tuple[int, str, str, list]:
 
 # --- every service's state, as named changes ------------------------------------------------------
 
-def changes(before: dict, after: dict, token: str) -> set[str]:
+def changes(before: dict, after: dict, token: str | None) -> set[str]:
     """What differs between two snapshots (test_hostile_input.snapshot), each change named with
     `token` (the cell's fresh name) written TOKEN, so runs with different names compare."""
     out = set()
@@ -243,7 +243,9 @@ def changes(before: dict, after: dict, token: str) -> set[str]:
     for name in before["mailman"].keys() | after["mailman"].keys():
         mb, ma = set(before["mailman"].get(name, [])), set(after["mailman"].get(name, []))
         out |= {f"mailman {name} +{m}" for m in ma - mb} | {f"mailman {name} -{m}" for m in mb - ma}
-    return {c.replace(token, "TOKEN") for c in out} | archive_changes(before, after, token)
+    if token:
+        out = {c.replace(token, "TOKEN") for c in out}
+    return out | archive_changes(before, after, token)
 
 
 def _row(row) -> str:
@@ -264,12 +266,14 @@ def snapshot(cluster) -> dict:
     return state
 
 
-def archive_changes(before: dict, after: dict, token: str) -> set[str]:
+def archive_changes(before: dict, after: dict, token: str | None) -> set[str]:
     """An archived home is named uid-time-random: compared by uid."""
     def names(state):
         return {n.rsplit("-", 2)[0] for n in state["archive"] if n.count("-") >= 2}
-    return {f"homes archive +{n}".replace(token, "TOKEN") for n in names(after) - names(before)} | \
-        {f"homes archive -{n}".replace(token, "TOKEN") for n in names(before) - names(after)}
+    def named(n):
+        return n.replace(token, "TOKEN") if token else n
+    return {f"homes archive +{named(n)}" for n in names(after) - names(before)} | \
+        {f"homes archive -{named(n)}" for n in names(before) - names(after)}
 
 
 # --- back to where a cell started ------------------------------------------------------------------
