@@ -21,6 +21,13 @@ NO_SUCH_OBJECT = 32
 OBJECT_CLASS_VIOLATION = 65  # e.g. terms on an entry that is not a member
 ALREADY_EXISTS = 68
 
+# The connection reads no schema at bind (get_info=NONE): reading and parsing it cost more than
+# the rest of a helper's first request. Without it ldap3 returns every value as text, so the
+# INTEGER-syntax attributes of the schemas ceo reads (nis, sudo) are made numbers here, as the
+# schema made them: results keep their types.
+INTEGERS = frozenset({"uidNumber", "gidNumber", "shadowExpire", "shadowFlag", "shadowInactive",
+                      "shadowLastChange", "shadowMax", "shadowMin", "shadowWarning", "sudoOrder"})
+
 
 class Guarded:
     """An ldap3 connection whose network failures become one ServiceUnavailable line, and
@@ -75,13 +82,17 @@ class Guarded:
                 raise ServiceUnavailable(f"LDAP search failed ({self._where}): {self._conn.result['description']}")
             for r in self._conn.response or []:
                 if r.get("type") == "searchResEntry":
-                    record = {k: (v if isinstance(v, list) else [v]) for k, v in r["attributes"].items()
-                              if v not in ([], None)}
+                    record = {k: _typed(k, v) for k, v in r["attributes"].items() if v not in ([], None)}
                     record["dn"] = r["dn"]
                     out.append(record)
             cookie = self._conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {}).get("value", {}).get("cookie")
             if not cookie:
                 return out
+
+
+def _typed(attr, values) -> list:
+    values = values if isinstance(values, list) else [values]
+    return [int(v) for v in values] if attr in INTEGERS else values
 
 
 def connect(config, host: str, on_broken=lambda: None, pipelined=False):
@@ -98,7 +109,8 @@ def _connect(config, host: str, pipelined=False):
     ldapi = config.get("ldap", "ldapi")
     try:
         if ldapi and os.path.exists(ldapi):
-            server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT)
+            server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT,
+                                  get_info=ldap3.NONE)
             return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
                                     sasl_credentials="", auto_bind=True, receive_timeout=LDAP_TIMEOUT,
                                     raise_exceptions=False, client_strategy=strategy), ldapi
@@ -109,7 +121,7 @@ def _connect(config, host: str, pipelined=False):
         name = gssapi.Name(f"ceod/{host}@{config.realm}", gssapi.NameType.kerberos_principal)
         creds = gssapi.Credentials(name=name, usage="initiate",
                                    store={"client_keytab": keytab, "ccache": f"MEMORY:ceod-{os.getpid()}"})
-        server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT)
+        server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT, get_info=ldap3.NONE)
         return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
                                 sasl_credentials=(ldap_host, None, creds), auto_bind=True,
                                 receive_timeout=LDAP_TIMEOUT, raise_exceptions=False, client_strategy=strategy), uri
