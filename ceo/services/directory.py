@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import AlreadyExists, NotFound, ServiceUnavailable
+from .ldap3_lean import ldap3 as _ldap3
 
 LDAP_TIMEOUT = 10
 
@@ -73,7 +74,7 @@ class Guarded:
     def entries(self, base, flt, attributes, scope="SUBTREE", page=1000) -> list[dict]:
         """Every entry of a search, paged (no size-limit surprises), as {attr: [values], "dn": dn};
         a base that does not exist has no entries."""
-        import ldap3
+        ldap3 = _ldap3()
         cookie, out = None, []
         scope = {"SUBTREE": ldap3.SUBTREE, "BASE": ldap3.BASE, "LEVEL": ldap3.LEVEL}[scope]
         while True:
@@ -102,7 +103,7 @@ def connect(config, host: str, on_broken=lambda: None, pipelined=False):
 
 
 def _connect(config, host: str, pipelined=False):
-    import ldap3
+    ldap3 = _ldap3()
     strategy = ldap3.ASYNC if pipelined else ldap3.SYNC
     from ldap3.core.exceptions import LDAPException
 
@@ -144,6 +145,7 @@ def user_dn(config, uid: str) -> str:
 
 
 def escape(value: str) -> str:
+    _ldap3()
     from ldap3.utils.conv import escape_filter_chars
     return escape_filter_chars(value)
 
@@ -206,6 +208,7 @@ def grants_dn(config) -> str:
 
 
 def grant_dn(config, giver: str, given: str) -> str:
+    _ldap3()
     from ldap3.utils.dn import escape_rdn
     return f"cn={escape_rdn(f'{giver}:{given}')},{grants_dn(config)}"
 
@@ -253,7 +256,7 @@ def club_sudo_rule(name: str) -> dict:
 def changes(add=None, delete=None, replace=None) -> dict:
     """An ldap3 modification from {attribute: values} per operation (delete with no values
     removes the attribute)."""
-    import ldap3
+    ldap3 = _ldap3()
     out: dict = {}
     for op, attrs in ((ldap3.MODIFY_ADD, add), (ldap3.MODIFY_DELETE, delete), (ldap3.MODIFY_REPLACE, replace)):
         for attr, values in (attrs or {}).items():
