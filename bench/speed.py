@@ -264,7 +264,11 @@ def main() -> int:
                "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         os.environ.update(KRB5CCNAME=env["KRB5CCNAME"])
-        return measure(n, env, host)
+        control.testkit_load(os.getpid())  # `testkit twohosts`, the two-host verb (as the tests load it)
+        try:
+            return measure(n, env, host)
+        finally:
+            control.testkit_unload(os.getpid())
     finally:
         if started is not None:
             control.down()
@@ -287,6 +291,9 @@ def measure(n, env, host) -> int:
     assert check.stdout.count(b'"result"') == 2, check
     check = subprocess.run([CEO, "members", "get", "regular1"], capture_output=True, env=env)
     assert check.returncode == 0 and b"Regular One" in check.stdout, check
+    for argv in (["testkit", "twohosts", "--json"], ["doctor", "ping", "--json"]):  # timed below: they must work
+        check = subprocess.run([CEO, *argv], capture_output=True, env=env)
+        assert check.returncode == 0 and json.loads(check.stdout)["ok"], check
     shared = sharing_files()
     throwaway(add=True)
     terms = [f"{'wsf'[i % 3]}{2100 + i // 3}" for i in range(n + 2)]

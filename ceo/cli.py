@@ -7,17 +7,27 @@ before a verb actually runs.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from . import __version__
 from .errors import BAD_INPUT, FAILED, BadInput, CeoError, NeedsConfirmation
 
+_parser_class = None
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other bad input
-        self.exit(BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+def _Parser(**kw):  # noqa: N802 (it stands for the class, which is made on first use)
+    """An ArgumentParser whose errors are one line and exit 2, like every other bad input.
+    argparse is imported here, not above: `ceo --help` from its cache needs none of it."""
+    global _parser_class
+    if _parser_class is None:
+        import argparse
+
+        class Parser(argparse.ArgumentParser):
+            def error(self, message):
+                self.exit(BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        _parser_class = Parser
+    return _parser_class(**kw)
 
 
 def _global_options(parser):
@@ -46,6 +56,7 @@ def _add_param(parser, p):
 
 
 def _add_verb(subparsers, verb):
+    import argparse
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in verb.examples) if verb.examples else None
     vp = subparsers.add_parser(verb.name, help=verb.help, description=verb.help, epilog=epilog,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,6 +120,13 @@ def _confirm(verb, args, ns) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    top_help = argv in (["--help"], ["-h"]) and "_ARGCOMPLETE" not in os.environ
+    if top_help:  # the same text as last time, unless anything it was made from changed
+        from . import helpcache
+        text = helpcache.load()
+        if text is not None:
+            sys.stdout.write(text)
+            return 0
     pre = _Parser(add_help=False)
     _global_options(pre)
     known, rest = pre.parse_known_args(argv)
@@ -133,6 +151,11 @@ def main(argv=None) -> int:
         if at >= len(argv) or (argv[at].startswith("-") and argv[at] not in ("-h", "--help")):
             argv = [*argv[:at], plugin.default_verb, *argv[at:]]
     parser = build_parser(registry, selected, everything=completing)
+    if top_help:
+        text = parser.format_help()
+        helpcache.store(cfg_path, config.get("plugins", "site_dir"), text)
+        sys.stdout.write(text)
+        return 0
     if completing:
         import argcomplete
         argcomplete.autocomplete(parser)

@@ -73,3 +73,56 @@ def test_members_add_help(cluster):
     text = cluster.run(["ceo", "members", "add", "--help"], "ofstaff").stdout
     assert text.rstrip().endswith('examples:\n  ceo members add alice --cn "Alice Liddell" --program "MAT/CS" --terms 2\n'
                                   '  ceo members add bob --clubrep --cn "Bob Builder" --check'), text
+
+
+# --- `ceo --help` kept in the user's cache (ceo/helpcache.py) ------------------------------------
+
+def _top_help(tmp_path, cache="cache", **env):
+    import os
+    import subprocess
+    ceo = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ceo"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / cache), "CEO_CONFIG": str(tmp_path / "ceo.ini"),
+           "COLUMNS": "100", **env}
+    proc = subprocess.run([str(ceo), "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def _site_plugin(site, name, help):
+    site.mkdir(exist_ok=True)
+    (site / f"{name}.py").write_text(f"from ceo.plugin import Plugin\nplugin = Plugin({name!r}, {help!r})\n")
+
+
+def test_top_help_is_kept_and_shown_again_while_nothing_changed(tmp_path):
+    (tmp_path / "ceo.ini").write_text(f"[plugins]\nsite_dir = {tmp_path / 'site'}\n")
+    first = _top_help(tmp_path)
+    assert "members" in first and "doctor" in first
+    kept = tmp_path / "cache" / "ceo" / "help"
+    assert kept.read_text().endswith("\n\n" + first)
+    assert _top_help(tmp_path) == first
+    head = kept.read_text().partition("\n\n")[0]
+    kept.write_text(head + "\n\nKEPT\n")  # so that the next one is seen to come from the cache
+    assert _top_help(tmp_path) == "KEPT\n"
+
+
+def test_top_help_shows_a_plugin_added_changed_or_removed_at_once(tmp_path):
+    site = tmp_path / "site"
+    (tmp_path / "ceo.ini").write_text(f"[plugins]\nsite_dir = {site}\n")
+    _site_plugin(site, "extra", "An extra plugin")
+    assert "An extra plugin" in _top_help(tmp_path) and "An extra plugin" in _top_help(tmp_path)
+    _site_plugin(site, "extra", "The changed extra plugin")
+    assert "The changed extra plugin" in _top_help(tmp_path)
+    _site_plugin(site, "another", "Another plugin")
+    assert "Another plugin" in _top_help(tmp_path)
+    (site / "extra.py").unlink()
+    text = _top_help(tmp_path)
+    assert "extra" not in text and "Another plugin" in text
+    (tmp_path / "ceo.ini").write_text("[plugins]\nsite_dir = /nonexistent-ceo-site\n")  # the config names another
+    assert "Another plugin" not in _top_help(tmp_path)
+
+
+def test_top_help_is_made_again_for_another_width(tmp_path):
+    (tmp_path / "ceo.ini").write_text("")
+    narrow, wide = _top_help(tmp_path, COLUMNS="50"), _top_help(tmp_path, COLUMNS="200")
+    assert narrow == _top_help(tmp_path, "fresh", COLUMNS="50") != wide
+    assert wide == _top_help(tmp_path, "fresh2", COLUMNS="200")

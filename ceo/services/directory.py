@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import AlreadyExists, NotFound, ServiceUnavailable
+from .ldap3_lean import ldap3 as _ldap3
 
 LDAP_TIMEOUT = 10
 
@@ -20,6 +21,13 @@ TYPE_OR_VALUE_EXISTS = 20  # a value to add is there already
 NO_SUCH_OBJECT = 32
 OBJECT_CLASS_VIOLATION = 65  # e.g. terms on an entry that is not a member
 ALREADY_EXISTS = 68
+
+# The connection reads no schema at bind (get_info=NONE): reading and parsing it cost more than
+# the rest of a helper's first request. Without it ldap3 returns every value as text, so the
+# INTEGER-syntax attributes of the schemas ceo reads (nis, sudo) are made numbers here, as the
+# schema made them: results keep their types.
+INTEGERS = frozenset({"uidNumber", "gidNumber", "shadowExpire", "shadowFlag", "shadowInactive",
+                      "shadowLastChange", "shadowMax", "shadowMin", "shadowWarning", "sudoOrder"})
 
 
 class Guarded:
@@ -66,7 +74,7 @@ class Guarded:
     def entries(self, base, flt, attributes, scope="SUBTREE", page=1000) -> list[dict]:
         """Every entry of a search, paged (no size-limit surprises), as {attr: [values], "dn": dn};
         a base that does not exist has no entries."""
-        import ldap3
+        ldap3 = _ldap3()
         cookie, out = None, []
         scope = {"SUBTREE": ldap3.SUBTREE, "BASE": ldap3.BASE, "LEVEL": ldap3.LEVEL}[scope]
         while True:
@@ -75,13 +83,17 @@ class Guarded:
                 raise ServiceUnavailable(f"LDAP search failed ({self._where}): {self._conn.result['description']}")
             for r in self._conn.response or []:
                 if r.get("type") == "searchResEntry":
-                    record = {k: (v if isinstance(v, list) else [v]) for k, v in r["attributes"].items()
-                              if v not in ([], None)}
+                    record = {k: _typed(k, v) for k, v in r["attributes"].items() if v not in ([], None)}
                     record["dn"] = r["dn"]
                     out.append(record)
             cookie = self._conn.result.get("controls", {}).get("1.2.840.113556.1.4.319", {}).get("value", {}).get("cookie")
             if not cookie:
                 return out
+
+
+def _typed(attr, values) -> list:
+    values = values if isinstance(values, list) else [values]
+    return [int(v) for v in values] if attr in INTEGERS else values
 
 
 def connect(config, host: str, on_broken=lambda: None, pipelined=False):
@@ -91,14 +103,15 @@ def connect(config, host: str, on_broken=lambda: None, pipelined=False):
 
 
 def _connect(config, host: str, pipelined=False):
-    import ldap3
+    ldap3 = _ldap3()
     strategy = ldap3.ASYNC if pipelined else ldap3.SYNC
     from ldap3.core.exceptions import LDAPException
 
     ldapi = config.get("ldap", "ldapi")
     try:
         if ldapi and os.path.exists(ldapi):
-            server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT)
+            server = ldap3.Server("ldapi://" + ldapi.replace("/", "%2F"), connect_timeout=LDAP_TIMEOUT,
+                                  get_info=ldap3.NONE)
             return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL,
                                     sasl_credentials="", auto_bind=True, receive_timeout=LDAP_TIMEOUT,
                                     raise_exceptions=False, client_strategy=strategy), ldapi
@@ -109,7 +122,7 @@ def _connect(config, host: str, pipelined=False):
         name = gssapi.Name(f"ceod/{host}@{config.realm}", gssapi.NameType.kerberos_principal)
         creds = gssapi.Credentials(name=name, usage="initiate",
                                    store={"client_keytab": keytab, "ccache": f"MEMORY:ceod-{os.getpid()}"})
-        server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT)
+        server = ldap3.Server(uri, connect_timeout=LDAP_TIMEOUT, get_info=ldap3.NONE)
         return ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
                                 sasl_credentials=(ldap_host, None, creds), auto_bind=True,
                                 receive_timeout=LDAP_TIMEOUT, raise_exceptions=False, client_strategy=strategy), uri
@@ -132,6 +145,7 @@ def user_dn(config, uid: str) -> str:
 
 
 def escape(value: str) -> str:
+    _ldap3()
     from ldap3.utils.conv import escape_filter_chars
     return escape_filter_chars(value)
 
@@ -194,6 +208,7 @@ def grants_dn(config) -> str:
 
 
 def grant_dn(config, giver: str, given: str) -> str:
+    _ldap3()
     from ldap3.utils.dn import escape_rdn
     return f"cn={escape_rdn(f'{giver}:{given}')},{grants_dn(config)}"
 
@@ -241,7 +256,7 @@ def club_sudo_rule(name: str) -> dict:
 def changes(add=None, delete=None, replace=None) -> dict:
     """An ldap3 modification from {attribute: values} per operation (delete with no values
     removes the attribute)."""
-    import ldap3
+    ldap3 = _ldap3()
     out: dict = {}
     for op, attrs in ((ldap3.MODIFY_ADD, add), (ldap3.MODIFY_DELETE, delete), (ldap3.MODIFY_REPLACE, replace)):
         for attr, values in (attrs or {}).items():

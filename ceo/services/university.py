@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..errors import CeoError, ServiceUnavailable
 from .directory import Guarded, escape
+from .ldap3_lean import ldap3 as _ldap3
 
 TIMEOUT = 5  # seconds: the desk waits on it while adding a member
 ATTRS = ["uid", "cn", "givenName", "sn", "ou"]
@@ -25,7 +26,7 @@ def skipped_programs(config) -> set[str]:
 
 
 def _open(config, on_broken):
-    import ldap3
+    ldap3 = _ldap3()
     from ldap3.core.exceptions import LDAPException
     uri = config.get("directory", "uri")
     where = f"the university directory at {uri}"
