@@ -124,7 +124,9 @@ KNOWN = {
     ("groups addmember", "slapd", "groups.grant_lists", "before"):
         "subscribed, then the record of it could not be written nor the subscription undone: a re-run "
         "takes the lists for the member's own",
+    ("groups addmember", "slapd", "groups.grant_lists", "during"): "as before it",
     ("positions set", "slapd", "groups.grant_lists", "before"): "as groups addmember",
+    ("positions set", "slapd", "groups.grant_lists", "during"): "as groups addmember",
     ("mysql delete", "mariadb", "mysql.drop", "during"):
         "MariaDB killed inside DROP DATABASE leaves it half dropped, without ceo's comment: ceo no longer "
         "takes it for its own, and a re-run refuses it",
