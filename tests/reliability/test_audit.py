@@ -122,13 +122,22 @@ def names(cluster):
 
 
 def test_every_change_is_audited_with_its_caller_and_nothing_else(cluster, registry, names, tmp_path, summary):
+    from test_maintenance import bulk, drop
     uid, other, club = names["uid"], names["other"], names["club"]
+    lapsed = bulk(cluster, 1, 44010)[0]  # of last term only: a second row that changes
+    try:
+        audited(cluster, registry, uid, other, club, lapsed, tmp_path, summary)
+    finally:
+        drop(cluster, [lapsed])
+
+
+def audited(cluster, registry, uid, other, club, lapsed, tmp_path, summary):
     receipts = tmp_path / "receipt.csv"
     renewals = tmp_path / "renewals.csv"
     with open(renewals, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["uid", "terms"])
-        w.writerows([(uid, NEXT2), ("regular2", NOW), ("clubrep1", NEXT2)])  # regular2 has NOW: unchanged
+        w.writerows([(uid, NEXT2), ("regular2", NOW), (lapsed, NOW)])  # regular2 has NOW: unchanged
     # (verb, user, argv, kind): kind "run" (must succeed, changed or not), "same" (must change
     # nothing), "refused", "check"
     cases = [
@@ -255,10 +264,11 @@ def check(registry, what, user, verb, diff, before, after, records, done, proble
     batch = [r for r in done if registry.verb(r["plugin"], r["verb"]).audit_rows]
     if batch:
         figures["rows"] += len(batch)
-        named = {r["args"].get("uid") for r in batch}
-        if named != changed_uids(before, after):
-            problems.append(f"{what}: rows recorded for {sorted(named)}, entries changed for "
-                            f"{sorted(changed_uids(before, after))}")
+        named, touched = {r["args"].get("uid") for r in batch}, changed_uids(before, after)
+        figures["records missing"] += len(touched - named)
+        figures["spurious"] += len(named - touched)
+        if named != touched:
+            problems.append(f"{what}: rows recorded for {sorted(named)}, entries changed for {sorted(touched)}")
 
 
 @contextlib.contextmanager
