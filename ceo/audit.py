@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import syslog
 import time
+
+from . import hostlog
 
 
 _files: dict[str, int] = {}  # audit files kept open for the helper's session (batches write many)
@@ -22,10 +23,7 @@ def record(path: str, *, caller: str, host: str, plugin: str, verb: str, args: d
     if error:
         entry["error"] = error
     line = json.dumps(entry, sort_keys=True)
-    try:
-        syslog.syslog(syslog.LOG_AUTHPRIV | syslog.LOG_INFO, line)
-    except OSError:
-        pass
+    hostlog.log(line, "LOG_INFO", "LOG_AUTHPRIV")
     fd = _files.get(path)
     if fd is None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

@@ -29,6 +29,7 @@ DEFAULTS = {
     "kerberos": {"admin_principal": "ceod/admin", "admin_keytab": "/etc/csc/ceod-admin.keytab",
                  "host_keytab": "/etc/krb5.keytab"},
     "audit": {"file": "/var/log/ceo/audit.jsonl"},
+    "log": {"syslog_socket": "/dev/log"},
 }
 
 
@@ -55,6 +56,8 @@ class Config:
     def load_helper(cls, path: str, helper_path: str | None) -> "Config":
         """The helper's config: ceo.ini, then the private helper file over it (None: none)."""
         config = cls.load(path)
+        from . import hostlog  # from here on, even a refused helper file is logged where ceo.ini says
+        hostlog.SOCKET = config.get("log", "syslog_socket")
         for section in config.parser.sections():
             for key in config.parser.options(section):
                 if _secret(key):  # a member can read it there: refuse rather than use a leaked secret

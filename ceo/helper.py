@@ -408,8 +408,6 @@ def _range(r) -> str:
 
 
 def main(argv=None) -> int:
-    import syslog
-    syslog.openlog("ceo-helper", syslog.LOG_PID, syslog.LOG_DAEMON)
     out = sys.stdout.buffer
     try:
         session = Session()

@@ -26,7 +26,7 @@ from pathlib import Path
 from . import seed
 from .topology import (BASE_DN, DOMAIN, HELPER, HOMES, HOSTS, KDC_ADDR, LDAP_ADDR, LISTS,
                        MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT, MAILMAN_USER, MAILMAN_VENV,
-                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, UW_ADDR, UW_BASE, UW_HOST,
+                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, SYSLOG_FILE, SYSLOG_SOCKET, UW_ADDR, UW_BASE, UW_HOST,
                        fqdn, password, seed_people)
 
 FILES = Path(__file__).resolve().parent / "files"
@@ -153,6 +153,7 @@ PROBES = {
     "mariadb": probe_mariadb,
     "mailman": probe_mailman,
     "smtp-sink": lambda: banner(MAIL_ADDR, 25, b"220"),
+    "syslog-sink": SYSLOG_SOCKET.exists,
     **{f"sshd@{h}": (lambda a=a: banner(a, 22, b"SSH-2.0")) for h, a in HOSTS.items()},
 }
 
@@ -424,12 +425,18 @@ class Supervisor:
                                   "-l", f"{MAIL_ADDR}:25", "-c", "aiosmtpd.handlers.Mailbox", sink],
                     STATE / "mail" / "smtp-sink.log")
 
+    def syslog_sink(self):
+        SYSLOG_SOCKET.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        SYSLOG_SOCKET.unlink(missing_ok=True)  # a stale one would pass the probe before the bind
+        self.daemon("syslog-sink", [sys.executable, Path(__file__).with_name("syslogsink.py"),
+                                    SYSLOG_SOCKET, SYSLOG_FILE], SYSLOG_SOCKET.with_name("sink.log"))
+
     # --- lifecycle --------------------------------------------------------------------
     def up(self):
         self.enter_namespace()
         self.mark("namespace")
         # Mailman is the slow one: start it first. Kerberos must exist before sshd/slapd use keytabs.
-        jobs = [self.mailman, self.smtp_sink, self.postgresql, self.mariadb, self.uwldap]
+        jobs = [self.mailman, self.smtp_sink, self.syslog_sink, self.postgresql, self.mariadb, self.uwldap]
         threads = [self.start_thread(j) for j in jobs]
         seed.keytabs_dir()
         self.kerberos_then_rest()

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 from .topology import (BASE_DN, DOMAIN, HOMES, HOSTS, MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT,
-                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, SITE_DIR, STATE, UW_BASE,
-                       UW_HOST, UW_PEOPLE, fqdn, password, seed_people)
+                       MAILMAN_USER, OTHER_REALM, REALM, REPO, SEED_CLUB, SEED_GROUPS, SITE_DIR, STATE,
+                       SYSLOG_FILE, SYSLOG_SOCKET, UW_BASE, UW_HOST, UW_PEOPLE, fqdn, password, seed_people)
 
 CROSS_REALM_PW = "sandbox-cross-realm"
 
@@ -209,6 +209,10 @@ port = 25
 
 [audit]
 file = {STATE}/audit.jsonl
+
+[log]
+# The helpers' syslog: the sandbox's sink (sandbox/syslogsink.py) writes it to {SYSLOG_FILE}.
+syslog_socket = {SYSLOG_SOCKET}
 
 # --- maintenance: `ceo members expire` and `ceo members remind` (README, examples/).
 # Tests move ceo's clock with `[testing] today = YYYY-MM-DD` (ceo/terms.py clock()), never set here.

@@ -15,6 +15,10 @@ STATE = Path(os.environ.get("CEO_SANDBOX_STATE", REPO / ".sandbox"))
 VENV = Path(os.environ.get("CEO_SANDBOX_VENV", REPO / ".venv"))
 MAILMAN_VENV = Path(os.environ.get("CEO_SANDBOX_MAILMAN_VENV", REPO / ".venv-mailman"))
 HELPER = VENV / "bin" / "ceo-helper"
+# The sandbox's syslog (sandbox/syslogsink.py): the helpers' `[log] syslog_socket`, and the file
+# where each line they log lands.
+SYSLOG_SOCKET = STATE / "syslog" / "log.sock"
+SYSLOG_FILE = STATE / "syslog" / "syslog.log"
 # The sandbox's site plugin dir (`[plugins] site_dir`, a path inside its namespace): empty for
 # users; the tests put their test plugin in it while they run (control.testkit_load).
 SITE_DIR = Path("/etc/csc/plugins")

@@ -8,8 +8,11 @@ and stops it at the end only if it started it.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,27 @@ class Cluster:
         proc = subprocess.run(argv, env=self.env(user), **kw)
         secrets.saw(proc)
         return proc
+
+    # The helpers' syslog: the sandbox's sink writes each line they send to one file.
+    def syslog_offset(self) -> int:
+        """Where that file ends now: syslog_since(it) gives what is logged after."""
+        return topology.SYSLOG_FILE.stat().st_size
+
+    def syslog_since(self, offset: int) -> list[str]:
+        """The lines logged after `offset`, once the sink has written all sent before this call:
+        a marker of our own, queued behind them on the socket, has reached the file."""
+        marker = f"ceo-tests-syslog-mark {uuid.uuid4().hex}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(marker.encode(), str(topology.SYSLOG_SOCKET))
+        deadline = time.monotonic() + 30
+        while True:
+            with open(topology.SYSLOG_FILE, "rb") as f:
+                f.seek(offset)
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            if marker in lines:
+                return [line for line in lines[:lines.index(marker)] if "ceo-tests-syslog-mark" not in line]
+            assert time.monotonic() < deadline, "the sandbox's syslog sink wrote nothing for 30 s"
+            time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from syslogcapture import run_with_syslog
 
 pytestmark = pytest.mark.usefixtures("testkit")  # tests/plugins/testkit.py, loaded for this module
 
@@ -602,7 +601,9 @@ def test_helper_bug_reaches_the_client_as_one_generic_line(cluster, extra):
 
 def test_helper_bug_traceback_is_in_the_helpers_log_only(cluster, tmp_path):
     inv = inventory_with(tmp_path, ansible_connection="local")
-    proc, log = run_with_syslog(tmp_path, ["ceo", "-i", inv, "testkit", "crash", "-v"], cluster.env("ofstaff"))
+    at = cluster.syslog_offset()
+    proc = cluster.run(["ceo", "-i", inv, "testkit", "crash", "-v"], "ofstaff")
+    log = cluster.syslog_since(at)
     assert (proc.returncode, proc.stderr, proc.stdout) == (1, CRASH + "\n", "")
     helper = [line for line in log if "ceo-helper[" in line]
     assert any(line.endswith("internal error in testkit.crash:") for line in helper), log

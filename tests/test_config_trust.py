@@ -18,7 +18,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from syslogcapture import run_with_syslog
 
 from sandbox import topology
 
@@ -191,8 +190,10 @@ def test_a_broken_helper_ini_keeps_its_secret_out_of_the_log(cluster, tmp_path):
     copy = tmp_path / "ceo-helper.ini"
     copy.write_text(f"[mailman]\npassword {leaked}\n")
     copy.chmod(0o600)
-    proc, log = run_with_syslog(tmp_path, [str(topology.HELPER)],
-                                {**cluster.env(None), "CEO_HOST": MAIL, "CEO_HELPER_CONFIG": str(copy)})
+    at = cluster.syslog_offset()
+    proc = subprocess.run([str(topology.HELPER)], input="", capture_output=True, text=True, timeout=60,
+                          env={**cluster.env(None), "CEO_HOST": MAIL, "CEO_HELPER_CONFIG": str(copy)})
+    log = cluster.syslog_since(at)
     assert_refused(proc.stdout, proc.returncode, str(copy))
     assert [line for line in log if "ceo-helper[" in line], log  # it did log why
     assert not [line for line in log if leaked in line], log

@@ -24,7 +24,6 @@ from pathlib import Path
 import ldap3
 import pytest
 from rootldap import RootLDAP
-from syslogcapture import run_with_syslog
 
 from ceo import terms as T
 
@@ -469,8 +468,10 @@ def test_local_connection_on_the_ldap_host_logs_one_line_per_run(cluster, clock,
     inv.write_text("[ldap]\nphosphoric-acid.csclub.internal ansible_connection=local\n")
     env = {k: v for k, v in cluster.env(None).items() if not k.startswith("SUDO_")}
     for job, counts in (("expire", "0 locked"), ("remind", "0 reminded")):
-        (tmp_path / job).mkdir()
-        proc, log = run_with_syslog(tmp_path / job, ["ceo", "-i", str(inv), "members", job, "--json"], env)
+        at = cluster.syslog_offset()
+        proc = subprocess.run(["ceo", "-i", str(inv), "members", job, "--json"], input="", capture_output=True,
+                              text=True, timeout=60, env=env)
+        log = cluster.syslog_since(at)
         assert proc.returncode == 0, proc.stderr
         lines = [line for line in log if f"members.{job} by root" in line]
         assert len(lines) == 1 and counts in lines[0] and f"term {NOW}" in lines[0], log
