@@ -103,6 +103,8 @@ class Audit:
         self.at = os.path.getsize(self.path) if os.path.exists(self.path) else 0
 
     def new(self) -> list[dict]:
+        if not os.path.exists(self.path):  # a new sandbox: no helper has written a record yet
+            return []
         with open(self.path, "rb") as f:
             f.seek(self.at)
             data = f.read()
