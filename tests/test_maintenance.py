@@ -284,6 +284,11 @@ def test_two_concurrent_runs_one_works_the_other_exits_1(cluster, clock):
             second = ceo(cluster, "ctdalek", "members", "remind")
         finally:
             os.kill(holder, signal.SIGCONT)
+            # sudo stops itself when its child stops, and no one resumes it: it would be left
+            # stopped (T) for good, its session with it.
+            with open(f"/proc/{holder}/stat") as f:
+                sudo = int(f.read().rsplit(")", 1)[1].split()[1])
+            os.kill(sudo, signal.SIGCONT)
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
         assert set(uids) <= set(json.loads(out)["result"]["reminded"])
