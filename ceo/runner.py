@@ -127,7 +127,7 @@ class Run:
         # An undo failed here, or in the helper of the failed step (its own steps): say what
         # removes what is left, once.
         message = f"{err.message}; could not undo: {', '.join(stuck)}" if stuck else err.message
-        leftover = getattr(self.command, "leftover", None)
+        leftover = self.command.leftover if self.command else None
         if leftover and "; to remove what is left: " not in message:
             message += f"; to remove what is left: {leftover.format(**self.args)}"
         return PartlyDone(message, not_undone=stuck) if stuck else err.reworded(message)

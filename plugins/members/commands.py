@@ -243,9 +243,7 @@ def delete(run, uid):
 
 def finish_delete(run, uid) -> bool:
     """The steps of a member's delete after its LDAP entries: what a run cut short left."""
-    done = [run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}"),
-            run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
-                     describe="list subscriptions and roles", best_effort=True)]
+    done = _past_ldap(run, uid, "member")
     if not run.check and not any((d or {}).get("changed") for d in done) and not run.output.warnings:
         raise NotFound(f"no member {uid!r}: deleted earlier, and nothing of it is left")
     return True
@@ -259,14 +257,21 @@ def delete_account(run, uid, kind) -> str | None:
                     describe=f"home directory of {uid}")
     run.step("members.remove_ldap", {"uid": uid, "archived": (home or {}).get("archived"), "kind": kind},
              role="ldap", describe=f"LDAP entries of {uid}")
-    if kind == "member":
-        run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}")
-    # Last, and by address (the account is gone): a failed delete keeps its subscriptions and roles.
-    run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
-             describe="list subscriptions and roles", best_effort=True)
+    _past_ldap(run, uid, kind)
     if home and home.get("remove_after"):
         run.step("members.purge_home", {"path": home["moved_to"]}, role="homes", describe="removing the old home",
                  best_effort=True)
     return (home or {}).get("archived")
+
+
+def _past_ldap(run, uid, kind) -> list:
+    """A delete's steps after the LDAP entries (a member's principal, then its lists); their results."""
+    done = []
+    if kind == "member":
+        done.append(run.step("members.remove_principal", {"uid": uid}, role="kerberos", describe=f"principal {uid}"))
+    # Last, and by address (the account is gone): a failed delete keeps its subscriptions and roles.
+    done.append(run.step("lists.unsubscribe_all", {"who": f"{uid}@{run.config.get('ceo', 'domain')}"}, role="mail",
+                         describe="list subscriptions and roles", best_effort=True))
+    return done
 
 

@@ -236,11 +236,7 @@ def world(cluster, mailman):
         yield
     finally:
         CONFIG.write_text(config)
-        restore(cluster, start, snapshot(cluster))
-        for name in os.listdir("/users/.deleted") if os.path.isdir("/users/.deleted") else []:
-            if name.startswith(("fm", "fx")):
-                import shutil
-                shutil.rmtree(f"/users/.deleted/{name}")
+        restore(cluster, start, snapshot(cluster))  # archived homes too
         if original_env is None:
             os.environ.pop("KRB5CCNAME", None)
         else:
