@@ -6,7 +6,8 @@ to ~NAME/ceo-<noun>-info on the homes host (mode 0600, the account's; an older o
 .old) and are shown once to the caller. create and pwreset are a step on the databases host,
 then the info file on the homes host: if the file cannot be written, the runner undoes the
 first step (the database and user are dropped, or the old password put back). delete removes
-the info file first (undoable) and drops the database and user last (not undoable).
+the info file first (undoable) and drops the database and user last (not undoable); a drop the
+server was killed inside is finished by running delete again (services/sql.py, LEFTOVER).
 
 Who may: the account itself, for a club account the members of its group, and syscom; each
 step is authorized by its own helper (`allow`, policy.club_database, database_account_guard).
@@ -135,7 +136,7 @@ def declare(plugin, engine: Engine):
 
     @plugin.verb("state", f"Step: whether the {label} database is ceo's", role="databases", params=[Named], **STEP)
     def state(ctx, name):
-        sql.require_managed(ctx, service, name, label, noun)
+        sql.require_managed(ctx, service, name, label, noun, leftover_ok=True)
         return {"name": name, "managed": True}
 
     @plugin.verb("make", f"Step: the {label} database and its user, with a new password", role="databases",
@@ -157,7 +158,7 @@ def declare(plugin, engine: Engine):
     @plugin.verb("drop", f"Step: drop the {label} database and its user", role="databases", mutating=True,
                  check=True, params=[Named], **STEP)
     def drop(ctx, name):
-        sql.require_managed(ctx, service, name, label, noun)
+        sql.require_managed(ctx, service, name, label, noun, leftover_ok=True)
         run_statements(ctx, sql.removal(ctx, service, name))
         return ctx.changed(name=name)
 

@@ -70,6 +70,8 @@ def catalogues() -> dict:
             "schemata": sorted(rows(my, "SELECT schema_name, schema_comment FROM information_schema.schemata")),
             "mysql.user": sorted(rows(my, "SELECT user, host, authentication_string FROM mysql.user")),
             "mysql.db": sorted(rows(my, "SELECT Db, User, Host FROM mysql.db")),
+            "locked": sorted(rows(my, "SELECT User, Host FROM mysql.global_priv "
+                                      "WHERE JSON_VALUE(Priv, '$.account_locked') IN ('1', 'true')")),
         }
     finally:
         pg.close()
@@ -413,6 +415,48 @@ def test_delete_refuses_a_role_others_granted_something_and_drops_nothing(cluste
     conn.close()
     ok(ceo(cluster, "regular1", "postgresql", "delete", "regular1", "--yes", "--json"))
     assert exists("postgresql", "regular1") == {"database": False, "user": False}
+
+
+def half_dropped(noun, name):
+    """What a server killed inside ceo's drop leaves: MariaDB, the user locked and its grant kept,
+    the database with some tables but no comment (DROP DATABASE loses it first); PostgreSQL, the
+    marked role without its database. (The fault matrix makes these for real, by SIGKILL.)"""
+    if noun == "postgresql":
+        with closing(pg_admin()) as pg:
+            pg.cursor().execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
+        return
+    with closing(my_admin()) as my:
+        cur = my.cursor()
+        cur.execute("ALTER USER %s@'%%' ACCOUNT LOCK", [name])
+        cur.execute(f"ALTER DATABASE `{name}` COMMENT ''")
+
+
+@pytest.mark.parametrize("noun", NOUNS)
+def test_a_delete_the_server_cut_short_is_finished_by_running_it_again(cluster, noun):
+    empty = catalogues()
+    ok(ceo(cluster, "regular1", noun, "create", "--json"))
+    conn = login(noun, info_file(noun, "regular1"))
+    use_it(noun, conn)
+    conn.close()
+    half_dropped(noun, "regular1")
+    left = catalogues()
+    for verb in ("create", "pwreset"):  # neither may take it for a database to use
+        line = one_line_error(ceo(cluster, "regular1", noun, verb), 2)
+        assert "a delete that did not finish" in line and f"ceo {noun} delete regular1" in line, line
+    assert catalogues() == left
+    ok(ceo(cluster, "regular1", noun, "delete", "regular1", "--yes", "--json"))
+    assert catalogues() == empty
+
+
+def test_a_locked_user_without_ceos_grant_is_not_a_leftover(cluster):
+    """Only ceo's grant, lock and no comment together say "ceo's, half dropped": an unlocked user
+    of the same name beside an unmarked database is someone else's, never dropped."""
+    hand_made("mysql", "regular1")
+    with closing(my_admin()) as my:
+        my.cursor().execute("CREATE USER regular1@'%' ACCOUNT LOCK")
+    before = catalogues()
+    assert "not made by ceo" in one_line_error(ceo(cluster, "ctdalek", "mysql", "delete", "regular1", "--yes"), 2)
+    assert catalogues() == before
 
 
 # --- check mode -------------------------------------------------------------------------------------

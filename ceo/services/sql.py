@@ -101,6 +101,11 @@ NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 # the user of the same name holding privileges on it, which only root can grant.
 MARKER = "ceo: the database and user of the account of the same name"
 ANY_HOST = "%"  # MariaDB users ceo makes are NAME@'%': the server's own bind address limits them
+# LEFTOVER. A drop that did not finish (the server killed inside it) must be finishable by running the
+# delete again, so the user's marks go last: MariaDB loses the database's comment first thing in
+# DROP DATABASE (tables are left, the comment is not), so ceo locks its user (no new sessions),
+# drops the database, then the user; a locked user NAME@'%' holding the grant on NAME beside no
+# database or one without a comment is that leftover. PostgreSQL: ceo's role without a database.
 
 
 class Secret:
@@ -168,22 +173,28 @@ def _my_verifier(password: str) -> str:
 
 
 def state(ctx, engine: str, name: str) -> dict:
-    """{database, user, managed}: whether a database and a user of that name exist, and whether
-    they are the pair ceo made."""
+    """{database, user, managed, leftover}: whether a database and a user of that name exist,
+    whether they are the pair ceo made, and whether ceo's user is all that is left of a drop
+    that did not finish (see LEFTOVER)."""
     name = checked_name(name)
     if engine == "postgresql":
         row = run(ctx, engine, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s), "
                   "EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s), "
                   "EXISTS (SELECT 1 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = %s "
-                  "AND r.rolname = %s AND shobj_description(r.oid, 'pg_authid') = %s)",
-                  [name, name, name, name, MARKER], fetch=True)[0]
-    else:
-        row = run(ctx, engine, "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s), "
-                  "EXISTS (SELECT 1 FROM mysql.user WHERE user = %s), "
-                  "EXISTS (SELECT 1 FROM information_schema.schemata s JOIN mysql.db g ON g.Db = s.schema_name "
-                  "AND g.User = s.schema_name AND g.Host = %s WHERE s.schema_name = %s AND s.schema_comment = %s)",
-                  [name, name, ANY_HOST, name, MARKER], fetch=True)[0]
-    return {"database": bool(row[0]), "user": bool(row[1]), "managed": bool(row[2])}
+                  "AND r.rolname = %s AND shobj_description(r.oid, 'pg_authid') = %s), "
+                  "EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = %s AND shobj_description(r.oid, 'pg_authid') = %s)",
+                  [name, name, name, name, MARKER, name, MARKER], fetch=True)[0]
+        database, user, managed, marked = map(bool, row)
+        return {"database": database, "user": user, "managed": managed, "leftover": marked and not database}
+    comment, user, granted, locked = run(
+        ctx, engine, "SELECT (SELECT schema_comment FROM information_schema.schemata WHERE schema_name = %s), "
+        "EXISTS (SELECT 1 FROM mysql.user WHERE user = %s), "
+        "EXISTS (SELECT 1 FROM mysql.db WHERE Db = %s AND User = %s AND Host = %s), "
+        "EXISTS (SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = %s "
+        "AND JSON_VALUE(Priv, '$.account_locked') IN ('1', 'true'))",
+        [name, name, name, name, ANY_HOST, name, ANY_HOST], fetch=True)[0]
+    return {"database": comment is not None, "user": bool(user), "managed": comment == MARKER and bool(granted),
+            "leftover": bool(granted and locked) and not comment, "locked": bool(locked)}
 
 
 def creation(ctx, engine: str, name: str, password: str) -> list[Statement]:
@@ -238,10 +249,14 @@ def removal(ctx, engine: str, name: str) -> list[Statement]:
         if held:
             raise BadInput(f"the PostgreSQL user {name} still holds privileges or objects in other databases "
                            f"({held}); they must be revoked first: ask syscom")
-        return [Statement(_pg("DROP DATABASE {} WITH (FORCE)", name)), Statement(_pg("DROP ROLE {}", name))]
-    return [Statement("DROP USER %s@%s", [checked_name(name), ANY_HOST]),
+        return [Statement(_pg("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)), Statement(_pg("DROP ROLE {}", name))]
+    # Already locked (a leftover): unlocking it would make it no longer look like one.
+    locked = state(ctx, engine, name)["locked"]
+    return [Statement("ALTER USER %s@%s ACCOUNT LOCK", [name, ANY_HOST],
+                      None if locked else Statement("ALTER USER %s@%s ACCOUNT UNLOCK", [name, ANY_HOST])),
             Statement("KILL CONNECTION USER %s", [name]),  # or DROP DATABASE waits on their locks
-            Statement(f"DROP DATABASE {_my_id(name)}")]
+            Statement(f"DROP DATABASE IF EXISTS {_my_id(name)}"),
+            Statement("DROP USER %s@%s", [name, ANY_HOST])]
 
 
 def managed(ctx, engine: str) -> list[dict]:
@@ -261,12 +276,16 @@ def managed(ctx, engine: str) -> list[dict]:
     return [{"database": d, "owner": o, "bytes": int(b or 0)} for d, o, b in rows]
 
 
-def require_managed(ctx, engine: str, name: str, label: str, noun: str):
+def require_managed(ctx, engine: str, name: str, label: str, noun: str, leftover_ok: bool = False):
     """NotFound unless `name` has the database and user ceo made (a same-named database that
-    someone else made is refused, never touched)."""
+    someone else made is refused, never touched); with leftover_ok, what an unfinished drop left
+    will do (the drop finishes it)."""
     found = state(ctx, engine, name)
-    if found["managed"]:
+    if found["managed"] or (leftover_ok and found["leftover"]):
         return
+    if found["leftover"]:
+        raise BadInput(f"the {label} database {name} is what a delete that did not finish left: "
+                       f"`ceo {noun} delete {name}` finishes it")
     if found["database"] or found["user"]:
         raise BadInput(f"the {label} database or user {name} was not made by ceo: ask syscom")
     raise NotFound(f"{name} has no {label} database (`ceo {noun} create {name}` makes one)")
@@ -277,5 +296,8 @@ def require_absent(ctx, engine: str, name: str, label: str, noun: str):
     if found["managed"]:
         raise AlreadyExists(f"{name} already has a {label} database: `ceo {noun} pwreset {name}` "
                             "gives it a new password")
+    if found["leftover"]:
+        raise AlreadyExists(f"{name}'s {label} database is what a delete that did not finish left: "
+                            f"`ceo {noun} delete {name}` finishes it, then create")
     if found["database"] or found["user"]:
         raise AlreadyExists(f"a {label} database or user named {name} already exists, not made by ceo: ask syscom")

@@ -336,6 +336,10 @@ def _restore_sql(before, after):
             for user, host, *_ in set(after["mysql.user"]) - set(before["mysql.user"]):
                 if (user, host) not in {r[:2] for r in before["mysql.user"]}:
                     cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
+            for user, host in set(after["locked"]) - set(before["locked"]):  # a drop's lock, not undone
+                cur.execute("SELECT 1 FROM mysql.user WHERE user = %s AND host = %s", (user, host))
+                if cur.fetchall():
+                    cur.execute("ALTER USER %s@%s ACCOUNT UNLOCK", (user, host))
     finally:
         pg.close()
         my.close()
