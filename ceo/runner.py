@@ -117,6 +117,11 @@ class Run:
         where = self.inventory.host_for(role).name
         self.output.event(where, {"step": describe, "status": status, "message": message})
 
+    def keep_since(self, mark: int):
+        """The steps completed since len(self.done) was `mark` stand, whatever fails next: a
+        rollback leaves them (what they made is still needed, as the verb's code says why)."""
+        del self.done[mark:]
+
     def rollback(self, err: CeoError) -> CeoError:
         """Undo the completed steps, newest first; each helper reports what it undid."""
         stuck = undo_all(self.done, lambda what: None,  # the helper that undid it said so

@@ -126,6 +126,11 @@ def refuse_list_addresses(run, uid: str):
         raise AlreadyExists(f"{held['address']} is still {', '.join(held['roles'])}; remove those roles first")
 
 
+def is_subscribed(ctx, list, who) -> bool:
+    mlist = mailman.get_list(ctx, list)
+    return mailman.is_member(ctx, mlist, _address(ctx, who)[0])
+
+
 def set_membership(ctx, list, who, subscribed: bool):
     """Make `who` (un)subscribed, with undo; a no-op, reported as unchanged, when it already
     is. The one way a helper changes a subscription: the groups steps use it for tied lists."""

@@ -267,7 +267,8 @@ def test_each_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
     """The steps, sent raw as a client would that skips the others: each helper checks who may
     on its own, and the mail host takes no one off a list the group does not tie in its config."""
     uid = fresh
-    for host, verb, args in [("mail", "subscribe_tied", {}), ("phosphoric-acid", "join", {}),
+    for host, verb, args in [("mail", "tied_lists", {}), ("mail", "subscribe_tied", {}), ("phosphoric-acid", "join", {}),
+                             ("phosphoric-acid", "grant_lists", {"giving": ["syscom"], "already": []}),
                              ("phosphoric-acid", "leave", {"keep_lists": False}), ("mail", "unsubscribe_tied", {})]:
         # ofstaff is in office and cdrom, neither a club: being in a group is not managing it.
         for group in ("office", "cdrom"):

@@ -12,7 +12,8 @@ true (a record always means "U has this because of G"): removing U from a group 
 every record of it (office given by syscom, then `removemember office U`), and adding U to a
 group they had only as a gift makes it their own (its records are dropped).
 
-The LDAP host keeps the records, the mail host changes subscriptions; each step checks on its
+The LDAP host keeps the records, the mail host changes subscriptions, and a record goes in
+before the subscription it is for (grant_lists says why); each step checks on its
 own host that the caller may manage the group (policy.group_manager_guard) and reads the ties
 from its own config, never from the request; the mail host reads the records itself to know
 which subscriptions a removal takes back.
@@ -25,7 +26,7 @@ from ceo.errors import BadInput, CeoError, NotFound
 from ceo.plugin import Flag, GroupName, Str, Uid
 from ceo.services import directory
 
-from plugins.lists import ListName, set_membership
+from plugins.lists import ListName, is_subscribed, set_membership
 
 from . import plugin
 
@@ -194,17 +195,21 @@ def leave(ctx, group, uid, keep_lists):
     return ctx.changed(**result)
 
 
-@plugin.verb("grant_lists", "Step: record the tied lists a group subscribed a user to", role="ldap",
-             params=[Group, Member, Lists("subscribed", "lists the mail host subscribed them to"),
-                     Lists("already", "tied lists they were on already")], **MANAGE)
-def grant_lists(ctx, group, uid, subscribed, already):
-    stray = sorted(set(subscribed + already) - set(tie_of(ctx, group).lists))
+@plugin.verb("grant_lists", "Step: record the tied lists a group is about to subscribe a user to", role="ldap",
+             params=[Group, Member, Lists("giving", "tied lists they are not on, which the mail host subscribes them to next"),
+                     Lists("already", "tied lists they are on already")], **MANAGE)
+def grant_lists(ctx, group, uid, giving, already):
+    """Before the subscriptions, not after: a subscription made and then never recorded (the
+    LDAP host lost in between) would pass for the member's own on a re-run, and stay when they
+    leave the group. A record made and a subscription not is taken back by the rollback, or
+    made good by the re-run."""
+    stray = sorted(set(giving + already) - set(tie_of(ctx, group).lists))
     if stray:
         raise BadInput(f"{stray[0]} is not a list tied to {group}")
     m = Holdings(ctx, uid)
     if group not in m.groups and not ctx.check:
         raise BadInput(f"{uid} is not in {group}: its lists are not theirs to record")
-    for name in subscribed:
+    for name in giving:
         if group not in m.grants.get(f"list:{name}", ()):
             m.record(group, f"list:{name}", f"recorded {group} as subscribing {uid} to {name}",
                      f"record {group} as subscribing {uid} to {name}")
@@ -216,12 +221,20 @@ def grant_lists(ctx, group, uid, subscribed, already):
                      f"record {group} as subscribing {uid} to {name} {also}")
         elif not givers:
             ctx.emit({"step": "grant", "status": "unchanged",
-                      "message": f"{uid} was on {name} already, on their own: not recorded as {group}'s"})
+                      "message": f"{uid} is on {name} already, on their own: not recorded as {group}'s"})
     result = {"group": group, "uid": uid}
     return ctx.changed(**result) if m.wrote else {**result, "state": "unchanged", "changed": False}
 
 
 # --- the mail host -----------------------------------------------------------------------------
+
+@plugin.verb("tied_lists", "Step: which of the lists a group ties a user is on", role="mail",
+             params=[Group, Member], **{**MANAGE, "mutating": False, "check": False})
+def tied_lists(ctx, group, uid):
+    names = tie_of(ctx, group).lists  # this host's config says which, not the request
+    on = [name for name in names if is_subscribed(ctx, name, uid)]
+    return {"group": group, "uid": uid, "on": on, "off": [n for n in names if n not in on]}
+
 
 @plugin.verb("subscribe_tied", "Step: subscribe a user to the lists a group ties", role="mail",
              params=[Group, Member], **MANAGE)

@@ -25,23 +25,35 @@ from .grants import MANAGE, Group, Member
 # --- the plan, shared with `ceo positions` -------------------------------------------------------
 
 def add_member(run, group, uid, subscribe=True) -> dict:
-    """Steps: uid into group and its tied groups (LDAP), onto its tied lists (mail), the record of
-    the lists it gave (LDAP). A failed list step fails the whole operation unless lists are best
-    effort; the caller rolls back (`rolled_back`)."""
+    """Steps: uid into group and its tied groups (LDAP); which tied lists they are on (mail); the
+    record of the lists the group gives them (LDAP), then the subscriptions (mail). A failed list
+    step fails the whole operation unless lists are best effort; the caller rolls back
+    (`rolled_back`)."""
     args = {"group": group, "uid": uid}
     joined = run.step("groups.join", args, role="ldap", describe=f"{uid} in {group} and the groups it ties")
     lists = joined.get("lists", []) if subscribe else []
     if not lists:
         return {"group": group, "uid": uid, "subscribed": []}
     best = policy.lists_best_effort(run.config)
-    subs = _list_step(run, "groups.subscribe_tied", args, best,
-                      f"subscriptions of {uid} to {', '.join(lists)} (tied to {group})")
-    if subs is None:
+    held = _list_step(run, "groups.tied_lists", args, best, f"the lists {group} ties that {uid} is on")
+    if held is None:
         _best_effort_note(run, f"{uid} stays in {group}; subscribe them to {', '.join(lists)} by hand")
         return {"group": group, "uid": uid, "subscribed": []}
-    if subs["subscribed"] or subs["already"]:
-        run.step("groups.grant_lists", {**args, "subscribed": subs["subscribed"], "already": subs["already"]},
-                 role="ldap", describe=f"the record of the lists {group} gave {uid}")
+    recorded = len(run.done)
+    run.step("groups.grant_lists", {**args, "giving": held["off"], "already": held["on"]},
+             role="ldap", describe=f"the record of the lists {group} gives {uid}")
+    try:
+        subs = _list_step(run, "groups.subscribe_tied", args, best,
+                          f"subscriptions of {uid} to {', '.join(lists)} (tied to {group})")
+    except CeoError as err:
+        if err.exit_code == PartlyDone.exit_code:
+            # The mail host could not take back every subscription it made: their records stay,
+            # so that a re-run or removemember takes them for the group's (the rest rolls back).
+            run.keep_since(recorded)
+        raise
+    if subs is None:  # the records stand: a subscription made by hand later is the group's gift
+        _best_effort_note(run, f"{uid} stays in {group}; subscribe them to {', '.join(lists)} by hand")
+        return {"group": group, "uid": uid, "subscribed": []}
     return {"group": group, "uid": uid, "subscribed": subs["subscribed"]}
 
 
