@@ -28,6 +28,8 @@ class Steps:
             result = do()
         except Exception as exc:
             reason = exc.message if isinstance(exc, CeoError) else _internal(exc)
+            if getattr(exc, "maybe_done", False) and undo is not None and not best_effort:
+                self.done.append((f"{describe or name} (perhaps done: no answer came)", undo))
             if best_effort:
                 self.emit({"step": name, "status": "warning", "message": f"{describe or name}: {reason}"})
                 return None

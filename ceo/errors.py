@@ -10,6 +10,9 @@ class CeoError(Exception):
     """An error with a stable name; never carries a traceback or a secret to the user."""
 
     exit_code = FAILED
+    # The service went away with the request sent: it may have been done. The helper's step
+    # that raised it is undone as if it had been (context.Steps), so nothing is left unsaid.
+    maybe_done = False
 
     def __init__(self, message: str, **details):
         super().__init__(message)

@@ -44,7 +44,9 @@ def call(ctx, fn, missing: Exception | None = None):
         # Its text nests the reprs of the errors under it: say only the system's reason.
         found = re.search(r"\[Errno -?\d+\] [^'\"\\)]+", str(exc))
         reason = found.group(0).strip() if found else "no answer"
-        raise ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({url(ctx)}): {reason}") from None
+        err = ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({url(ctx)}): {reason}")
+        err.maybe_done = not re.match(r"\[Errno (111|-\d+)\]", reason)  # refused or unresolved: nothing sent
+        raise err from None
     except HTTPError as exc:
         if exc.code == 404 and missing is not None:
             raise missing from None

@@ -7,7 +7,8 @@ Lines go to a real helper over GSSAPI SSH as a member (regular1), every request 
 so that nothing a generated request might be allowed to do is done. Properties: every line
 gets one answer (the request's id, or none when the line could not be read); no answer is an
 internal error or carries a traceback; the helper never dies except by its own refusal bound,
-and never hangs (each read has a deadline). (Memory under load: the soak test.)
+and never hangs (each read has a deadline); its memory stays bounded (peak resident memory of
+each helper it started, read from /proc on its host, against what it had after its hello).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import paramiko
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from rawhelper import Raw
+from test_soak import helpers_of, usage
 
 from ceo.discovery import discover
 from ceo.protocol import MAX_LINE, decode, read_line
@@ -75,12 +77,29 @@ class Helper:
         self.client.connect(cluster.hosts["phosphoric-acid"], username="regular1", gss_auth=True, gss_kex=False,
                             gss_trust_dns=False, look_for_keys=False, allow_agent=False, timeout=20)
         self.raw, self.lines, self.restarts = None, 0, 0
+        self.pid, self.memory = None, []  # [(KiB after hello, peak KiB)] of each helper started
         self.fresh()
 
     def fresh(self):
+        self.measure()
+        before = set(helpers_of("regular1"))
         self.raw = Raw(self.client)
         self.raw.hello()
         self.restarts += 1
+        mine = [p for p in helpers_of("regular1") if p not in before]
+        self.pid = mine[0] if len(mine) == 1 else None
+        self.start_kib = usage(self.pid)[0] if self.pid else None
+
+    def measure(self):
+        """The peak resident memory of the current helper, while it still runs."""
+        if self.pid is None:
+            return
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        except OSError:  # it has ended (its refusal bound): its peak is lost, the others count
+            return
+        self.memory.append((self.start_kib, peak))
 
     def send(self, line: bytes):
         try:
@@ -142,10 +161,14 @@ def test_every_line_gets_one_answer_and_never_an_internal_error(helper, line):
 
 
 def test_fuzzing_counted(helper, summary):
+    helper.measure()
+    growth = max(peak - start for start, peak in helper.memory)
     summary.setdefault("protocol fuzzing", {}).update(
         {"lines sent to a real helper": helper.lines, "helpers started": helper.restarts,
-         "internal errors": 0, "crashes or hangs": 0})
+         "internal errors": 0, "crashes or hangs": 0,
+         "helper memory": f"{helper.memory[0][0] // 1024} MB after hello, at most {growth // 1024} MB more"})
     assert helper.lines >= EXAMPLES
+    assert growth < 64 * 1024, helper.memory  # a line is at most MAX_LINE: what it costs is bounded too
 
 
 # --- the reader itself, in process: pure logic --------------------------------------------------
