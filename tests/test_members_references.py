@@ -314,6 +314,7 @@ def test_numbers_a_deleted_account_or_a_sudo_rule_holds_are_not_handed_out(clust
     assert add(cluster, after, "--no-subscribe") != number
     assert ldap.dns(BASE, f"(uidNumber={number})") == {f"uidNumber={number},{TOMBSTONES}"}  # it holds the number
     # The lowest number nothing uses, named by a sudo rule (`#N`): not given out either.
-    low = min(n for n in range(20001, 30000) if n not in ldap.used_numbers())
+    used = ldap.used_numbers()
+    low = min(n for n in range(20001, 30000) if n not in used)
     sudo_rule(ldap, extra, f"ref-{later}", sudoUser=[f"#{low}"])
     assert add(cluster, later, "--no-subscribe") != low
