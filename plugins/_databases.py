@@ -107,7 +107,8 @@ def declare(plugin, engine: Engine):
     @plugin.composite("delete", f"Drop a {label} database and its user, and remove its info file",
                       example=f"ceo {noun} delete alice --check",
                       check=True, allow=STEP["allow"],
-                      confirm=f"Drop the {label} database {{name}}, all its tables, and its user?", params=[Named])
+                      confirm=f"Drop the {label} database {{name}}, all its tables, and its user?", params=[Named],
+                      leftover=f"ceo {noun} delete {{name}} --yes")  # a drop cut short: the same again
     def delete(run, name):
         run.prepare(["databases", "homes"])
         run.call(f"{noun}.state", {"name": name}, role="databases")  # ceo's to drop? before any change
@@ -159,7 +160,7 @@ def declare(plugin, engine: Engine):
                  check=True, params=[Named], **STEP)
     def drop(ctx, name):
         sql.require_managed(ctx, service, name, label, noun, leftover_ok=True)
-        run_statements(ctx, sql.removal(ctx, service, name))
+        run_statements(ctx, sql.removal(ctx, service, name, noun))
         return ctx.changed(name=name)
 
     def run_statements(ctx, statements):

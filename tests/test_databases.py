@@ -427,7 +427,7 @@ def half_dropped(noun, name):
         return
     with closing(my_admin()) as my:
         cur = my.cursor()
-        cur.execute("ALTER USER %s@'%%' ACCOUNT LOCK", [name])
+        cur.execute("ALTER USER %s@'%%' IDENTIFIED BY PASSWORD %s ACCOUNT LOCK", [name, service.DROPPING])
         cur.execute(f"ALTER DATABASE `{name}` COMMENT ''")
 
 
@@ -448,15 +448,39 @@ def test_a_delete_the_server_cut_short_is_finished_by_running_it_again(cluster, 
     assert catalogues() == empty
 
 
-def test_a_locked_user_without_ceos_grant_is_not_a_leftover(cluster):
-    """Only ceo's grant, lock and no comment together say "ceo's, half dropped": an unlocked user
-    of the same name beside an unmarked database is someone else's, never dropped."""
+def test_a_user_syscom_locked_beside_a_database_ceo_did_not_mark_is_not_a_leftover(cluster):
+    """Only ceo's own mark (the verifier it gives a user it is dropping), its lock and grant, and
+    no comment together say "ceo's, half dropped": a hand-made database whose user syscom locked
+    is someone else's, never dropped."""
     hand_made("mysql", "regular1")
     with closing(my_admin()) as my:
         my.cursor().execute("CREATE USER regular1@'%' ACCOUNT LOCK")
+        my.cursor().execute("GRANT ALL PRIVILEGES ON `regular1`.* TO regular1@'%'")
     before = catalogues()
     assert "not made by ceo" in one_line_error(ceo(cluster, "ctdalek", "mysql", "delete", "regular1", "--yes"), 2)
     assert catalogues() == before
+
+
+def test_a_drop_that_fails_after_the_database_lost_its_comment_keeps_the_lock_for_the_re_run(cluster):
+    """DROP DATABASE failing part way (a file the server cannot remove from the database's
+    directory) rolls back the helper's steps; the user's lock and mark stay, since the database
+    is no longer marked as ceo's, and once the file is gone the same delete finishes it."""
+    empty = catalogues()
+    ok(ceo(cluster, "regular1", "mysql", "create", "--json"))
+    stray = cluster.state / "mariadb" / "data" / "regular1" / "stray.d"
+    stray.mkdir()
+    (stray / "x").write_text("a directory DROP DATABASE cannot remove")
+    try:
+        line = one_line_error(ceo(cluster, "ctdalek", "mysql", "delete", "regular1", "--yes"), 4)
+        assert "DROP DATABASE" in line and line.endswith("to remove what is left: ceo mysql delete regular1 --yes"), line
+        with closing(my_admin()) as my:
+            assert rows(my, "SELECT JSON_VALUE(Priv, '$.account_locked'), JSON_VALUE(Priv, '$.authentication_string') "
+                            "FROM mysql.global_priv WHERE User = 'regular1'") == (("1", service.DROPPING),)
+    finally:
+        (stray / "x").unlink()
+        stray.rmdir()
+    ok(ceo(cluster, "ctdalek", "mysql", "delete", "regular1", "--yes", "--json"))
+    assert catalogues() == empty
 
 
 # --- check mode -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import AlreadyExists, BadInput, NotFound, ServiceUnavailable
+from ..errors import AlreadyExists, BadInput, CeoError, NotFound, ServiceUnavailable
 
 CONNECT_TIMEOUT = 5
 _PG_DUPLICATE = {"42P04", "42710"}  # duplicate_database, duplicate_object (a role)
@@ -101,11 +101,14 @@ NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 # the user of the same name holding privileges on it, which only root can grant.
 MARKER = "ceo: the database and user of the account of the same name"
 ANY_HOST = "%"  # MariaDB users ceo makes are NAME@'%': the server's own bind address limits them
-# LEFTOVER. A drop that did not finish (the server killed inside it) must be finishable by running the
-# delete again, so the user's marks go last: MariaDB loses the database's comment first thing in
-# DROP DATABASE (tables are left, the comment is not), so ceo locks its user (no new sessions),
-# drops the database, then the user; a locked user NAME@'%' holding the grant on NAME beside no
-# database or one without a comment is that leftover. PostgreSQL: ceo's role without a database.
+# LEFTOVER. A drop that did not finish (the server killed inside it) must be finishable by running
+# the delete again, so the user's marks go last: MariaDB loses the database's comment first thing
+# in DROP DATABASE (tables are left, the comment is not), so ceo first locks its user (no new
+# sessions) and gives it the verifier DROPPING, which no password has and only ceo writes, then
+# drops the database, then the user. A locked user NAME@'%' with that verifier, holding the
+# grant on NAME, beside no database or one without a comment, is that leftover (a user syscom
+# merely locked is not). PostgreSQL: ceo's marked role without its database.
+DROPPING = "*" + "CE0D" * 10
 
 
 class Secret:
@@ -173,9 +176,9 @@ def _my_verifier(password: str) -> str:
 
 
 def state(ctx, engine: str, name: str) -> dict:
-    """{database, user, managed, leftover}: whether a database and a user of that name exist,
-    whether they are the pair ceo made, and whether ceo's user is all that is left of a drop
-    that did not finish (see LEFTOVER)."""
+    """{database, user, managed, leftover} (MariaDB: and locked): whether a database and a user
+    of that name exist, whether they are the pair ceo made, and whether ceo's user is all that is
+    left of a drop that did not finish (see LEFTOVER)."""
     name = checked_name(name)
     if engine == "postgresql":
         row = run(ctx, engine, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s), "
@@ -186,15 +189,17 @@ def state(ctx, engine: str, name: str) -> dict:
                   [name, name, name, name, MARKER, name, MARKER], fetch=True)[0]
         database, user, managed, marked = map(bool, row)
         return {"database": database, "user": user, "managed": managed, "leftover": marked and not database}
-    comment, user, granted, locked = run(
+    comment, user, granted, flags = run(
         ctx, engine, "SELECT (SELECT schema_comment FROM information_schema.schemata WHERE schema_name = %s), "
         "EXISTS (SELECT 1 FROM mysql.user WHERE user = %s), "
         "EXISTS (SELECT 1 FROM mysql.db WHERE Db = %s AND User = %s AND Host = %s), "
-        "EXISTS (SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = %s "
-        "AND JSON_VALUE(Priv, '$.account_locked') IN ('1', 'true'))",
-        [name, name, name, name, ANY_HOST, name, ANY_HOST], fetch=True)[0]
+        "(SELECT concat(IFNULL(JSON_VALUE(Priv, '$.account_locked') IN ('1', 'true'), 0), "
+        "IFNULL(JSON_VALUE(Priv, '$.authentication_string') = %s, 0)) FROM mysql.global_priv "
+        "WHERE User = %s AND Host = %s)",
+        [name, name, name, name, ANY_HOST, DROPPING, name, ANY_HOST], fetch=True)[0]
+    locked, dropping = (flags or "00")[0] == "1", (flags or "00")[1:] == "1"
     return {"database": comment is not None, "user": bool(user), "managed": comment == MARKER and bool(granted),
-            "leftover": bool(granted and locked) and not comment, "locked": bool(locked)}
+            "leftover": bool(granted) and locked and dropping and not comment, "locked": locked}
 
 
 def creation(ctx, engine: str, name: str, password: str) -> list[Statement]:
@@ -235,7 +240,7 @@ def password_change(ctx, engine: str, name: str, password: str) -> list[Statemen
                       Statement(change, [name, ANY_HOST, Secret(old[0][0])]) if old and old[0][0] else None)]
 
 
-def removal(ctx, engine: str, name: str) -> list[Statement]:
+def removal(ctx, engine: str, name: str, noun: str) -> list[Statement]:
     """Drop the database and the user; the member's open sessions end with them. Not undoable:
     the caller runs this last."""
     if engine == "postgresql":
@@ -250,13 +255,33 @@ def removal(ctx, engine: str, name: str) -> list[Statement]:
             raise BadInput(f"the PostgreSQL user {name} still holds privileges or objects in other databases "
                            f"({held}); they must be revoked first: ask syscom")
         return [Statement(_pg("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)), Statement(_pg("DROP ROLE {}", name))]
-    # Already locked (a leftover): unlocking it would make it no longer look like one.
-    locked = state(ctx, engine, name)["locked"]
-    return [Statement("ALTER USER %s@%s ACCOUNT LOCK", [name, ANY_HOST],
-                      None if locked else Statement("ALTER USER %s@%s ACCOUNT UNLOCK", [name, ANY_HOST])),
+    found = state(ctx, engine, name)
+    if found["leftover"]:  # marked already: the re-run of a drop that did not finish
+        mark = Statement("ALTER USER %s@%s ACCOUNT LOCK", [name, ANY_HOST])
+    else:
+        old = run(ctx, engine, "SELECT authentication_string FROM mysql.user WHERE user = %s AND host = %s",
+                  [name, ANY_HOST], fetch=True)[0][0]
+        back = f"ALTER USER %s@%s IDENTIFIED BY PASSWORD %s{'' if found['locked'] else ' ACCOUNT UNLOCK'}"
+        mark = Statement("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s ACCOUNT LOCK", [name, ANY_HOST, Secret(DROPPING)],
+                         WhileManaged(name, Statement(back, [name, ANY_HOST, Secret(old)]), noun))
+    return [mark,
             Statement("KILL CONNECTION USER %s", [name]),  # or DROP DATABASE waits on their locks
             Statement(f"DROP DATABASE IF EXISTS {_my_id(name)}"),
-            Statement("DROP USER %s@%s", [name, ANY_HOST])]
+            Statement("DROP USER IF EXISTS %s@%s", [name, ANY_HOST])]
+
+
+class WhileManaged:
+    """An undo that runs only while the database still has ceo's comment: once DROP DATABASE
+    has taken it, the user's lock and mark must stay, for the re-run to finish (LEFTOVER)."""
+
+    def __init__(self, name: str, statement: Statement, noun: str):
+        self.name, self.statement, self.noun = name, statement, noun
+
+    def run(self, ctx, engine: str):
+        if not state(ctx, engine, self.name)["managed"]:
+            raise CeoError(f"the database is half dropped, so its user stays locked: `ceo {self.noun} delete "
+                           f"{self.name}` finishes it")
+        self.statement.run(ctx, engine)
 
 
 def managed(ctx, engine: str) -> list[dict]:
