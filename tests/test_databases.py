@@ -472,7 +472,8 @@ def test_a_drop_that_fails_after_the_database_lost_its_comment_keeps_the_lock_fo
     (stray / "x").write_text("a directory DROP DATABASE cannot remove")
     try:
         line = one_line_error(ceo(cluster, "ctdalek", "mysql", "delete", "regular1", "--yes"), 4)
-        assert "DROP DATABASE" in line and line.endswith("to remove what is left: ceo mysql delete regular1 --yes"), line
+        assert "DROP DATABASE" in line, line
+        assert line.endswith("to remove what is left: ceo mysql delete regular1 --yes"), line
         with closing(my_admin()) as my:
             assert rows(my, "SELECT JSON_VALUE(Priv, '$.account_locked'), JSON_VALUE(Priv, '$.authentication_string') "
                             "FROM mysql.global_priv WHERE User = 'regular1'") == (("1", service.DROPPING),)

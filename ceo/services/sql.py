@@ -185,7 +185,8 @@ def state(ctx, engine: str, name: str) -> dict:
                   "EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s), "
                   "EXISTS (SELECT 1 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = %s "
                   "AND r.rolname = %s AND shobj_description(r.oid, 'pg_authid') = %s), "
-                  "EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = %s AND shobj_description(r.oid, 'pg_authid') = %s)",
+                  "EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = %s "
+                  "AND shobj_description(r.oid, 'pg_authid') = %s)",
                   [name, name, name, name, MARKER, name, MARKER], fetch=True)[0]
         database, user, managed, marked = map(bool, row)
         return {"database": database, "user": user, "managed": managed, "leftover": marked and not database}
