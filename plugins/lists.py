@@ -147,12 +147,20 @@ def set_membership(ctx, list, who, subscribed: bool):
     def remove():
         mailman.unsubscribe(ctx, mlist, address)
 
+    def back(to: bool):  # an undo also runs for a request that may not have been done (no answer)
+        if mailman.is_member(ctx, mlist, address) == to:
+            return
+        if to:
+            add(welcome=False)
+        else:
+            remove()
+
     ctx.note(pre_confirmed=True, pre_approved=True)
     if subscribed:
-        ctx.step("subscribe", add, remove, describe=f"subscribed {address} to {list}",
+        ctx.step("subscribe", add, lambda: back(False), describe=f"subscribed {address} to {list}",
                  would=f"subscribe {address} to {list}")
     else:
-        ctx.step("unsubscribe", remove, lambda: add(welcome=False), describe=f"unsubscribed {address} from {list}",
+        ctx.step("unsubscribe", remove, lambda: back(True), describe=f"unsubscribed {address} from {list}",
                  would=f"unsubscribe {address} from {list}")
     return ctx.changed(**result)
 

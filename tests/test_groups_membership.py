@@ -267,7 +267,8 @@ def test_each_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
     """The steps, sent raw as a client would that skips the others: each helper checks who may
     on its own, and the mail host takes no one off a list the group does not tie in its config."""
     uid = fresh
-    for host, verb, args in [("mail", "tied_lists", {}), ("mail", "subscribe_tied", {}), ("phosphoric-acid", "join", {}),
+    for host, verb, args in [("mail", "tied_lists", {}), ("mail", "subscribe_tied", {}),
+                             ("phosphoric-acid", "join", {}),
                              ("phosphoric-acid", "grant_lists", {"giving": ["syscom"], "already": []}),
                              ("phosphoric-acid", "leave", {"keep_lists": False}), ("mail", "unsubscribe_tied", {})]:
         # ofstaff is in office and cdrom, neither a club: being in a group is not managing it.
@@ -277,6 +278,9 @@ def test_each_host_decides_for_itself(cluster, connect, ldap, mailman, fresh):
         _, reply = rawhelper.request(connect(host, "regular2"), "groups", verb, {"group": "syscom", "uid": uid, **args})
         assert reply["error"]["name"] == "NotPermitted", (host, verb, reply)
     assert state(ldap, mailman, uid) == NOTHING
+    # Which lists someone is on is asked of their group's managers only once they are in it.
+    _, reply = rawhelper.request(connect("mail", "ctdalek"), "groups", "tied_lists", {"group": "syscom", "uid": uid})
+    assert reply["error"]["name"] == "BadInput" and "is not in syscom" in reply["error"]["message"], reply
     # syscom's own step, alone: no record says syscom subscribed them, so they stay subscribed.
     subscribe(mailman, "syscom-alerts", uid, present=True)
     try:

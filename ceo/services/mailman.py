@@ -33,6 +33,21 @@ def version(ctx) -> str:
     return call(ctx, lambda: client(ctx).system).get("mailman_version", "Mailman ?")
 
 
+def _sent(cause) -> bool:
+    """Whether the request had reached Mailman when it failed (requests' exception, which
+    mailmanclient's wraps): then it may have been done. Not if the connection was never made."""
+    from requests.exceptions import ConnectionError, ConnectTimeout, ReadTimeout
+    from urllib3.exceptions import NewConnectionError
+    if isinstance(cause, ReadTimeout):
+        return True
+    if isinstance(cause, ConnectTimeout):
+        return False
+    if isinstance(cause, ConnectionError):  # refused, unreachable, unresolved; or reset, aborted
+        inner = cause.args[0] if cause.args else None
+        return not isinstance(getattr(inner, "reason", inner), NewConnectionError)
+    return True  # not known: as if sent, so that its undo is tried
+
+
 def call(ctx, fn, missing: Exception | None = None):
     """Mailman's failures, as one line that names the host and the service; `missing` is
     raised instead when Mailman answers 404 (no such list, no such member)."""
@@ -45,7 +60,7 @@ def call(ctx, fn, missing: Exception | None = None):
         found = re.search(r"\[Errno -?\d+\] [^'\"\\)]+", str(exc))
         reason = found.group(0).strip() if found else "no answer"
         err = ServiceUnavailable(f"Mailman's REST API on {ctx.host} is not answering ({url(ctx)}): {reason}")
-        err.maybe_done = not re.match(r"\[Errno (111|-\d+)\]", reason)  # refused or unresolved: nothing sent
+        err.maybe_done = _sent(exc.__context__)
         raise err from None
     except HTTPError as exc:
         if exc.code == 404 and missing is not None:

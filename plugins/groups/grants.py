@@ -196,7 +196,8 @@ def leave(ctx, group, uid, keep_lists):
 
 
 @plugin.verb("grant_lists", "Step: record the tied lists a group is about to subscribe a user to", role="ldap",
-             params=[Group, Member, Lists("giving", "tied lists they are not on, which the mail host subscribes them to next"),
+             params=[Group, Member,
+                     Lists("giving", "tied lists they are not on, which the mail host subscribes them to next"),
                      Lists("already", "tied lists they are on already")], **MANAGE)
 def grant_lists(ctx, group, uid, giving, already):
     """Before the subscriptions, not after: a subscription made and then never recorded (the
@@ -232,6 +233,10 @@ def grant_lists(ctx, group, uid, giving, already):
              params=[Group, Member], **{**MANAGE, "mutating": False, "check": False})
 def tied_lists(ctx, group, uid):
     names = tie_of(ctx, group).lists  # this host's config says which, not the request
+    if group not in directory.groups_of(ctx.ldap(), ctx.config, uid):  # join comes first
+        if not ctx.check:  # a group's managers learn the subscriptions of its members only
+            raise BadInput(f"{uid} is not in {group}: which lists they are on is not its business")
+        return {"group": group, "uid": uid, "on": [], "off": list(names)}
     on = [name for name in names if is_subscribed(ctx, name, uid)]
     return {"group": group, "uid": uid, "on": on, "off": [n for n in names if n not in on]}
 

@@ -3,8 +3,9 @@
 A group's ties (`[ties]` in ceo.ini, policy.ties) are the other groups and the lists its
 members get: syscom gives office, staff, adm, src and the syscom and syscom-alerts lists. Adding
 a member is one operation across two hosts, rolled back as a whole if a step fails: the LDAP
-host puts them in the group and its tied groups, the mail host subscribes them to its tied lists,
-and the LDAP host records which of those lists were the group's gift (grants.py says why). With
+host puts them in the group and its tied groups, the mail host says which tied lists they are
+on, the LDAP host records the others as the group's gift (grants.py says why), and the mail
+host subscribes them. With
 `[ties] lists_best_effort = yes` a Mailman failure is a warning and the groups stand.
 `add_member` and `remove_member` are the one way to change a group's members: `ceo positions`
 uses them for exec.
@@ -13,7 +14,7 @@ uses them for exec.
 from __future__ import annotations
 
 from ceo import policy
-from ceo.errors import CeoError, NotFound, PartlyDone
+from ceo.errors import CeoError, NotFound, PartlyDone, Unreachable
 from ceo.output import count, facts, safe
 from ceo.plugin import Flag
 from ceo.services import directory
@@ -46,9 +47,14 @@ def add_member(run, group, uid, subscribe=True) -> dict:
         subs = _list_step(run, "groups.subscribe_tied", args, best,
                           f"subscriptions of {uid} to {', '.join(lists)} (tied to {group})")
     except CeoError as err:
+        # The mail host could not take back every subscription it made, or the session to it
+        # was lost (what it made is not known): their records stay, so that a re-run or
+        # removemember takes them for the group's; the rest rolls back.
+        if isinstance(err, Unreachable):
+            run.keep_since(recorded)
+            raise PartlyDone(f"{err.message}; could not undo: the subscriptions the mail host may have made "
+                             f"(the records of them are kept)") from err
         if err.exit_code == PartlyDone.exit_code:
-            # The mail host could not take back every subscription it made: their records stay,
-            # so that a re-run or removemember takes them for the group's (the rest rolls back).
             run.keep_since(recorded)
         raise
     if subs is None:  # the records stand: a subscription made by hand later is the group's gift
@@ -111,7 +117,8 @@ def _result(run, result: dict) -> dict:
                   example=("ceo groups addmember gamedev alice",
                            "ceo groups addmember syscom alice   # also office, staff, adm, src and two lists"),
                   check=True, allow=MANAGE["allow"], params=[
-                      Group, Member, Flag("no_subscribe", "do not subscribe them to the lists the group ties")])
+                      Group, Member, Flag("no_subscribe", "do not subscribe them to the lists the group ties")],
+                  leftover="ceo groups removemember {group} {uid}")
 def addmember(run, group, uid, no_subscribe):
     run.prepare(["ldap"] if no_subscribe else ["ldap", "mail"])
     try:
