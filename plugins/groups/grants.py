@@ -80,13 +80,25 @@ class Holdings:
         if self.conn.entries(dn, "(objectClass=*)", ["cn"], "BASE"):
             self._member("grant", dn, True, describe, would)
             return
-        conn, attrs = self.conn, {"cn": f"{giver}:{given}", "uniqueMember": [self.dn],
-                                  "description": f"members of {giver} given {shown(given)} by ceo groups addmember"}
+        conn, attrs = self.conn, self._record(giver, given)
         self._step("grant", lambda: directory.add(conn, dn, f"adding {dn}", ["top", "group"], attrs),
                    lambda: directory.delete(conn, dn, f"removing {dn}", gone_ok=True), describe, would)
 
     def drop(self, giver, given, describe, would):
-        self._member("grant", directory.grant_dn(self.config, giver, given), False, describe, would)
+        """Take the user out of giver's record of `given`; the record goes with its last one (an
+        empty record means nothing, and would outlive what made it)."""
+        dn = directory.grant_dn(self.config, giver, given)
+        found = self.conn.entries(dn, "(objectClass=*)", ["uniqueMember"], "BASE")
+        if found and [v.lower() for v in found[0].get("uniqueMember", [])] == [self.dn.lower()]:
+            conn, attrs = self.conn, self._record(giver, given)
+            self._step("grant", lambda: directory.delete(conn, dn, f"removing {dn}"),
+                       lambda: directory.add(conn, dn, f"adding {dn}", ["top", "group"], attrs), describe, would)
+            return
+        self._member("grant", dn, False, describe, would)
+
+    def _record(self, giver, given) -> dict:
+        return {"cn": f"{giver}:{given}", "uniqueMember": [self.dn],
+                "description": f"members of {giver} given {shown(given)} by ceo groups addmember"}
 
     def _group_dn(self, name):
         return f"cn={name},{directory.groups_dn(self.config)}"

@@ -279,7 +279,12 @@ def finish(cluster, scenario, err, states, reference) -> str | None:
         named = None  # the command itself (a delete cut short): run again, it must finish the job
     if named:
         code, _, e, _ = as_user("ctdalek", shlex.split(named.group(1)))
-        final = {c for c in changes(states["ready"], snapshot(cluster), states["token"]) if ",ou=Tombstones," not in c}
+        # A grant record emptied by the restore of an earlier cell (restore works on values) is
+        # no record: removemember deleting it, as it deletes the records it empties, leaves nothing.
+        empty = {dn for dn, attrs in states["ready"]["ldap"]
+                 if ",ou=Grants," in dn and not dict(attrs).get("uniqueMember")}
+        final = {c for c in changes(states["ready"], snapshot(cluster), states["token"])
+                 if ",ou=Tombstones," not in c and c.removeprefix("ldap -") not in empty}
         want = set()
     else:
         code, _, e, _ = as_user(scenario.user, scenario.argv(states["token"]))
