@@ -96,8 +96,10 @@ class Helper:
             return
         try:
             with open(f"/proc/{self.pid}/status") as f:
-                peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-        except OSError:  # it has ended (its refusal bound): its peak is lost, the others count
+                peak = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
+        except OSError:
+            peak = None
+        if peak is None:  # it has ended (its refusal bound; a zombie has no VmHWM): the others count
             return
         self.memory.append((self.start_kib, peak))
 
