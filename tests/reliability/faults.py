@@ -123,11 +123,13 @@ class Injection:
     when: str
     sent: list = field(default_factory=list)  # (qualname, host) of each request, as sent
     fired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the timer's thread may fire too
 
     def fire(self):
-        if not self.fired:
-            self.fired = True
-            self.fault.apply()
+        with self.lock:
+            if not self.fired:
+                self.fired = True
+                self.fault.apply()
 
 
 @contextlib.contextmanager
@@ -153,11 +155,16 @@ def injected(injection: Injection | None, sent: list):
         sent.append((f"{message['plugin']}.{message['verb']}", session.host.name))
         if due(index, "before"):
             injection.fire()
+        timer = None
         if due(index, "during"):
-            threading.Timer(0.05, injection.fire).start()  # if no event comes first
+            timer = threading.Timer(0.005, injection.fire)  # if no event comes first
+            timer.start()
         try:
             return exchange(session, message, on_first_event(index, on_event))
         finally:
+            if timer is not None:  # answered before the timer: the fault lands as it ends (fire runs once)
+                timer.cancel()
+                injection.fire()
             if due(index, "after"):
                 injection.fire()
 
