@@ -255,7 +255,9 @@ def removal(ctx, engine: str, name: str, noun: str) -> list[Statement]:
         if held:
             raise BadInput(f"the PostgreSQL user {name} still holds privileges or objects in other databases "
                            f"({held}); they must be revoked first: ask syscom")
-        return [Statement(_pg("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)), Statement(_pg("DROP ROLE {}", name))]
+        # Its "undo" only says what is left when DROP ROLE fails after it (LEFTOVER).
+        return [Statement(_pg("DROP DATABASE IF EXISTS {} WITH (FORCE)", name), (), Dropped(name, noun)),
+                Statement(_pg("DROP ROLE {}", name))]
     found = state(ctx, engine, name)
     if found["leftover"]:  # marked already: the re-run of a drop that did not finish
         mark = Statement("ALTER USER %s@%s ACCOUNT LOCK", [name, ANY_HOST])
@@ -269,6 +271,19 @@ def removal(ctx, engine: str, name: str, noun: str) -> list[Statement]:
             Statement("KILL CONNECTION USER %s", [name]),  # or DROP DATABASE waits on their locks
             Statement(f"DROP DATABASE IF EXISTS {_my_id(name)}"),
             Statement("DROP USER IF EXISTS %s@%s", [name, ANY_HOST])]
+
+
+class Dropped:
+    """The undo of a DROP DATABASE, which nothing undoes: once the database is gone, it says that
+    the user is left and what finishes the drop (the failure is then reported as partly done)."""
+
+    def __init__(self, name: str, noun: str):
+        self.name, self.noun = name, noun
+
+    def run(self, ctx, engine: str):
+        if not state(ctx, engine, self.name)["database"]:
+            raise CeoError(f"the database is dropped but not its user: `ceo {self.noun} delete {self.name}` "
+                           "finishes it")
 
 
 class WhileManaged:
