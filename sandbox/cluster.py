@@ -23,10 +23,12 @@ import urllib.request
 from base64 import b64encode
 from pathlib import Path
 
+from ceo.handoff import SOCKET_DIR
+
 from . import seed
-from .topology import (BASE_DN, DOMAIN, HELPER, HOMES, HOSTS, KDC_ADDR, LDAP_ADDR, LISTS,
+from .topology import (BASE_DN, DOMAIN, HELPER, HELPERD, HOMES, HOSTS, KDC_ADDR, LDAP_ADDR, LISTS,
                        MAIL_ADDR, MAILMAN_PASS, MAILMAN_PORT, MAILMAN_USER, MAILMAN_VENV,
-                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, SYSLOG_FILE, SYSLOG_SOCKET, UW_ADDR, UW_BASE, UW_HOST,
+                       NETNS, OTHER_REALM, PRIVATE, REALM, DB_ADDR, SSSD_ROOT, STATE, VENV, SYSLOG_FILE, SYSLOG_SOCKET, UW_ADDR, UW_BASE, UW_HOST,
                        fqdn, password, seed_people)
 
 FILES = Path(__file__).resolve().parent / "files"
@@ -155,6 +157,7 @@ PROBES = {
     "smtp-sink": lambda: banner(MAIL_ADDR, 25, b"220"),
     "syslog-sink": SYSLOG_SOCKET.exists,
     **{f"sshd@{h}": (lambda a=a: banner(a, 22, b"SSH-2.0")) for h, a in HOSTS.items()},
+    **{f"helperd@{h}": (lambda h=h: Path(f"{SOCKET_DIR}/{fqdn(h)}.sock").exists()) for h in HOSTS},
 }
 
 
@@ -364,6 +367,9 @@ class Supervisor:
         self.daemon(f"sshd@{host}", ["unshare", "--uts", "sh", "-c",
                                      'hostname "$0" && exec /usr/sbin/sshd -D -e -f "$1"', fqdn(host), cfg],
                     h / "sshd.log", env)
+        if HELPERD:  # each host's warm helper (ceo/helperd.py), in a UTS namespace of the same name
+            self.daemon(f"helperd@{host}", ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$1" -m ceo.helperd',
+                                            fqdn(host), VENV / "bin" / "python"], h / "helperd.log")
 
     def private_dir(self, name: str, owner: str) -> Path:
         """STATE/name, owned by a daemon's user and reachable by it at /run/ceo-sandbox/name."""

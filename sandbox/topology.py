@@ -15,6 +15,9 @@ STATE = Path(os.environ.get("CEO_SANDBOX_STATE", REPO / ".sandbox"))
 VENV = Path(os.environ.get("CEO_SANDBOX_VENV", REPO / ".venv"))
 MAILMAN_VENV = Path(os.environ.get("CEO_SANDBOX_MAILMAN_VENV", REPO / ".venv-mailman"))
 HELPER = VENV / "bin" / "ceo-helper"
+# Each host runs ceo-helperd (the warm helper sessions are forked from) unless
+# CEO_SANDBOX_HELPERD=0: then every session starts its helper cold, as without it.
+HELPERD = os.environ.get("CEO_SANDBOX_HELPERD", "1") != "0"
 # The sandbox's syslog (sandbox/syslogsink.py): the helpers' `[log] syslog_socket`, and the file
 # where each line they log lands.
 SYSLOG_SOCKET = STATE / "syslog" / "log.sock"

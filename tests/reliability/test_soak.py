@@ -22,20 +22,24 @@ USER = "ofstaff"
 
 
 def helpers_of(user: str) -> list[int]:
-    """The pids of the helpers serving `user` on this machine (the sandbox's hosts share it)."""
-    pids = []
+    """The pids of the helpers serving `user` on this machine (the sandbox's hosts share it):
+    each ceo-helper under sudo, or the fork of ceo-helperd it handed its session to (the one
+    other process holding the very pipe its stdin is)."""
+    shims, stdin_of = [], {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
+            if argv[-2:] == [b"ceo.helperd", b""]:
+                stdin_of[os.readlink(f"/proc/{pid}/fd/0")] = int(pid)
             if not any(a.endswith(b"ceo-helper") for a in argv[:3]):
                 continue
             with open(f"/proc/{pid}/environ", "rb") as f:
                 if f"SUDO_USER={user}".encode() in f.read().split(b"\0"):
-                    pids.append(int(pid))
+                    shims.append((int(pid), os.readlink(f"/proc/{pid}/fd/0")))
         except OSError:
             continue
-    return sorted(pids)
+    return sorted(stdin_of.get(pipe, pid) for pid, pipe in shims)
 
 
 def usage(pid: int) -> tuple[int, int]:
