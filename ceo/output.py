@@ -1,7 +1,8 @@
 """What the user sees: steps as they complete, results, one-line errors; or one JSON document.
 
 rich is imported on first use, so `--json` runs and `ceo --help` never pay for it. When
-stdout is not a terminal rich prints no colour.
+stdout is not a terminal rich prints no colour. Its emoji codes are off: a value such as
+`:smile:` in a name is printed as typed.
 """
 
 from __future__ import annotations
@@ -25,20 +26,22 @@ class Output:
         """Import rich now, while the helper starts (the runner calls this meanwhile), not after
         the answer came: ~30 ms a run would otherwise wait. --json never needs it."""
         if not self.as_json:
-            self.console.render_str("[b]ceo[/]")  # its markup and emoji tables too
+            self.console.render_str("[b]ceo[/]")  # its markup too
+            import rich.panel  # noqa: F401 (what results are drawn with: facts() and tables)
+            import rich.table  # noqa: F401
 
     @property
     def console(self):
         if self._console is None:
             from rich.console import Console
-            self._console = Console(highlight=False)
+            self._console = Console(highlight=False, emoji=False)
         return self._console
 
     @property
     def err_console(self):
         if self._err is None:
             from rich.console import Console
-            self._err = Console(stderr=True, highlight=False)
+            self._err = Console(stderr=True, highlight=False, emoji=False)
         return self._err
 
     def event(self, where: str, event: dict):
@@ -107,7 +110,9 @@ def facts(console, title: str, rows, below=None):
         shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else _scalar(value)
         grid.add_row(label, safe(shown or "-"))
     body = grid if below is None else Group(grid, "", below)
-    console.print(Panel(body, title=safe(title), title_align="left", expand=False))
+    from rich.text import Text
+    # The title as Text: a str would be read as markup with emoji codes, whatever the console says.
+    console.print(Panel(body, title=Text(plain(title)), title_align="left", expand=False))
 
 
 def format_value(value, indent: int = 0) -> str:

@@ -175,3 +175,13 @@ def test_a_panel_shows_hostile_values_as_text():
     shown = buf.getvalue()
     assert "\x1b]0;" not in shown and "\x1b[2J" not in shown and "\u202e" not in shown, repr(shown)
     assert "[red]Mallory[/]" in shown and "\\x1b[2J" in shown and "\\u202e" in shown, shown
+
+
+def test_emoji_codes_in_a_value_are_printed_as_typed(capsys):
+    """rich would turn `:smile:` in a member's name into an emoji: ceo's consoles print it as typed."""
+    from ceo.output import Output, facts
+    out = Output()
+    facts(out.console, "bob:smile:[b]", [("Name", "Bob :smile: :thumbs_up:")])
+    out.err_console.print("x :smile:")
+    got = capsys.readouterr()
+    assert "Bob :smile: :thumbs_up:" in got.out and "bob:smile:[b]" in got.out and "x :smile:" in got.err, got

@@ -437,7 +437,7 @@ def render(verb, result, check: bool):
         return text
     buf = io.StringIO()
     from rich.console import Console
-    console = Console(file=buf, force_terminal=True, color_system="truecolor", width=100, highlight=False)
+    console = Console(file=buf, force_terminal=True, color_system="truecolor", width=100, highlight=False, emoji=False)
     if verb.render is not None:
         verb.render(console, result)
     else:
