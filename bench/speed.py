@@ -165,9 +165,13 @@ MARKS = r'''
 import sys, time, os
 M = [("python started", time.perf_counter())]
 def mark(w): M.append((w, time.perf_counter()))
-import atexit
-atexit.register(lambda: open(os.environ["SPEED_MARKS"], "w").write(json.dumps(M + [("atexit", time.perf_counter())])))
 import json
+def write_marks():
+    open(os.environ["SPEED_MARKS"], "w").write(json.dumps(M + [("exiting", time.perf_counter())]))
+exit_now = os._exit
+def _exit(code):
+    write_marks(); exit_now(code)
+os._exit = _exit  # cli.run() ends a verb's run this way
 from ceo import cli, transport
 mark("ceo.cli imported")
 imp = transport._import_paramiko
@@ -203,10 +207,12 @@ close = transport.Pool.close
 def _close(self):
     mark("requests done"); close(self); mark("session closed")
 transport.Pool.close = _close
-code = cli.main(sys.argv[1:])
-sys.stdout.flush()
-mark("output printed")
-sys.exit(code)
+import ceo.output
+result = ceo.output.Output.result
+def _result(self, *a, **k):
+    r = result(self, *a, **k); sys.stdout.flush(); mark("output printed"); return r
+ceo.output.Output.result = _result
+cli.run()
 '''
 
 

@@ -150,6 +150,9 @@ class Run:
     def ticket(self):
         return ticket()
 
+    def finish(self):
+        self.pool.finish()
+
     def close(self):
         self.pool.close()
 

@@ -25,7 +25,7 @@ PIPELINE_WINDOW = 256  # requests in flight at once in a batch
 
 def ticket():
     """(principal, seconds left) of the caller's Kerberos ticket, or NoTicket."""
-    import gssapi
+    gssapi = _import_gssapi()
     try:
         creds = gssapi.Credentials(usage="initiate")
         lifetime = creds.lifetime
@@ -95,6 +95,10 @@ class Session:
     def alive(self) -> bool:
         """Whether the session can still carry requests (a long-lived client, the UI, asks)."""
         return True
+
+    def finish(self):
+        """No more requests: the helper gets its end of input and ends, while the client goes on
+        (close() then waits for it)."""
 
     def request(self, plugin: str, verb: str, args: dict, check: bool = False, on_event=None, keep=False):
         """One request; events go to on_event as they arrive. Returns the result or raises.
@@ -187,6 +191,33 @@ def _sigint_sets(event):
     return lambda: signal.signal(signal.SIGINT, old)
 
 
+# gssapi's extensions (RFC 5588 storing, S4U, credential stores, name attributes...) that the
+# client never uses: gssapi imports each if it can and does without one it cannot (as where the
+# system's library lacks it); a login and a ticket need only its core. ~7 ms of imports.
+_GSSAPI_UNUSED = tuple(f"gssapi.raw.ext_{name}" for name in (
+    "cred_imp_exp", "cred_store", "dce", "dce_aead", "ggf", "iov_mic", "krb5", "password", "password_add",
+    "rfc4178", "rfc5587", "rfc5588", "rfc5801", "rfc6680", "rfc6680_comp_oid", "s4u", "set_cred_opt"))
+
+
+def _import_gssapi():
+    """gssapi, without what the client never uses: the extensions above, and gssapi._win_config
+    where there is no Windows (it looks for Kerberos for Windows; elsewhere it only imports
+    ctypes). The stand-ins are taken away once gssapi is imported: a later import is real."""
+    if "gssapi" in sys.modules or sys.platform == "win32":
+        import gssapi
+        return gssapi
+    absent = [name for name in _GSSAPI_UNUSED if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(absent))  # None: "cannot be imported"
+    sys.modules.setdefault("gssapi._win_config", type(sys)("gssapi._win_config"))
+    try:
+        import gssapi
+    finally:
+        for name in absent:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return gssapi
+
+
 def _import_paramiko():
     """paramiko, without the two imports it makes for nothing we use: invoke (for `Match exec`,
     ~50 ms) and importlib.metadata (only to set __version__, ~25 ms: we read the version from
@@ -223,16 +254,65 @@ def _dist_version(name: str) -> str:
     return "0"
 
 
+# paramiko's gssapi-with-mic login DER-encodes one constant OID (Kerberos 5's) and decodes the
+# one the server sends back, with pyasn1: ~8 ms of imports for 11 bytes. While sessions log in,
+# unless pyasn1 is already imported, these stand in for the three names paramiko uses; they are
+# removed when the last login is done, so any later import gets the real pyasn1.
+_KRB5_OID = "1.2.840.113554.1.2.2"
+_KRB5_DER = bytes.fromhex("06092a864886f712010202")
+_stand_in = {"lock": threading.Lock(), "users": 0, "modules": {}}
+
+
+def _der_encode(oid) -> bytes:
+    if oid != _KRB5_OID:
+        raise ValueError(f"only the Kerberos 5 OID is known here, not {oid}")
+    return _KRB5_DER
+
+
+def _der_decode(der: bytes) -> tuple[str, bytes]:
+    return (_KRB5_OID if der == _KRB5_DER else "(not Kerberos 5)"), b""  # paramiko refuses the latter
+
+
+class _krb5_oid_only:
+    def __enter__(self):
+        with _stand_in["lock"]:
+            _stand_in["users"] += 1
+            if _stand_in["users"] == 1 and "pyasn1" not in sys.modules:
+                encoder, decoder = _module(encode=_der_encode), _module(decode=_der_decode)
+                modules = {"pyasn1": _module(), "pyasn1.type": _module(), "pyasn1.type.univ": _module(ObjectIdentifier=str),
+                           "pyasn1.codec": _module(), "pyasn1.codec.der": _module(encoder=encoder, decoder=decoder),
+                           "pyasn1.codec.der.encoder": encoder, "pyasn1.codec.der.decoder": decoder}
+                sys.modules.update(modules)
+                _stand_in["modules"] = modules
+
+    def __exit__(self, *_):
+        with _stand_in["lock"]:
+            _stand_in["users"] -= 1
+            if _stand_in["users"] == 0:
+                for name, module in _stand_in["modules"].items():
+                    if sys.modules.get(name) is module:
+                        del sys.modules[name]
+                _stand_in["modules"] = {}
+
+
+def _module(**attrs):
+    m = type(sys)("pyasn1 (ceo's stand-in)")
+    m.__dict__.update(attrs)
+    return m
+
+
 class ParamikoSession(Session):
     def _open(self):
         timeout = float(self.config.get("ssh", "connect_timeout"))
         try:  # first: sshd starts its side (fork, re-exec, keys) while we import paramiko
-            sock = _TunedSocket(socket.create_connection((self.host.address, self.host.port), timeout))
+            # An ASCII address as bytes: a str is IDNA-encoded first, and the codec costs ~1.5 ms to import.
+            address = self.host.address.encode() if self.host.address.isascii() else self.host.address
+            sock = _TunedSocket(socket.create_connection((address, self.host.port), timeout))
         except OSError as exc:
             raise Unreachable(f"cannot reach {self.where()} at {self.host.address}:{self.host.port}: "
                               f"{exc.strerror or exc}") from None
         try:
-            import gssapi
+            gssapi = _import_gssapi()
             paramiko = _import_paramiko()
             principal, _ = ticket()
         except BaseException:
@@ -245,11 +325,12 @@ class ParamikoSession(Session):
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         user = self.host.user or principal.split("@")[0]
         try:
-            client.connect(self.host.name, port=self.host.port, username=user, sock=sock,
-                           gss_auth=True, gss_kex=False, gss_host=self.host.name, gss_trust_dns=False,
-                           gss_deleg_creds=self.config.getbool("ssh", "delegate_credentials"),
-                           look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,
-                           auth_timeout=timeout)
+            with _krb5_oid_only():
+                client.connect(self.host.name, port=self.host.port, username=user, sock=sock,
+                               gss_auth=True, gss_kex=False, gss_host=self.host.name, gss_trust_dns=False,
+                               gss_deleg_creds=self.config.getbool("ssh", "delegate_credentials"),
+                               look_for_keys=False, allow_agent=False, timeout=timeout,
+                               banner_timeout=timeout, auth_timeout=timeout)
         except gssapi.exceptions.GSSError as exc:
             sock.close()
             if "credential" in str(exc).lower() or "expired" in str(exc).lower():
@@ -298,9 +379,15 @@ class ParamikoSession(Session):
         transport = self.client.get_transport()
         return bool(transport and transport.is_active()) and not self.channel.exit_status_ready()
 
-    def close(self):
+    def finish(self):
         try:
             self.channel.shutdown_write()
+        except Exception:
+            pass
+
+    def close(self):
+        self.finish()
+        try:
             self.channel.status_event.wait(10)  # the helper ends on EOF; never wait for ever
         except Exception:
             pass
@@ -346,9 +433,15 @@ class _ProcessSession(Session):
         lines = [line for line in self.stderr if line]
         return f": {lines[-1]}" if lines else f" (exit status {self.proc.returncode})"
 
-    def close(self):
+    def finish(self):
         try:
             self.proc.stdin.close()
+        except Exception:
+            pass
+
+    def close(self):
+        self.finish()
+        try:
             self.proc.wait(10)
         except Exception:
             self.proc.kill()
@@ -499,6 +592,12 @@ class Pool:
         from concurrent.futures import ThreadPoolExecutor  # 4 ms of imports a one-host run never needs
         with ThreadPoolExecutor(max(1, len(hosts))) as pool:
             return dict(pool.map(one, hosts))
+
+    def finish(self):
+        """Every open session's end of input, at once: the helpers end while the output is printed."""
+        for session in list(self.sessions.values()):
+            if session.hello is not None:
+                session.finish()
 
     def close(self):
         for thread in self.openers:  # a session still opening is closed too, not left behind
