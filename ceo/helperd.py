@@ -26,6 +26,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 
 from .handoff import ACCEPTED, SOCKET_DIR, socket_path
 from .hostlog import log
@@ -139,24 +140,39 @@ def _end_with_shim(conn):
         os._exit(1)
 
 
-def serve(listener: socket.socket):
+HANDOFF_TIMEOUT = 1.0  # a shim stopped between connect and send (^Z) must not hold up every other session
+
+
+def serve(listener: socket.socket, path: str):
     known = fingerprint()
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except OSError as exc:  # out of descriptors, say: the sessions meanwhile are served cold
+            log(f"ceo-helperd: accept failed: {exc}")
+            time.sleep(0.1)
+            continue
         try:
             if fingerprint() != known:  # upgraded: this session is served cold, the next one warm
                 log("ceo-helperd: its code changed on disk; restarting")
                 conn.close()
                 listener.close()
-                os.execv(sys.executable, [sys.executable, "-m", "ceo.helperd"])
+                os.execv(sys.executable, sys.orig_argv)
+            conn.settimeout(HANDOFF_TIMEOUT)
             try:
                 umask, argv0, environ, fds = receive(conn)
             except (OSError, ValueError) as exc:
                 log(f"ceo-helperd: {exc}")
                 continue
+            conn.settimeout(None)
             sys.stdout.flush()
             sys.stderr.flush()
-            if os.fork() == 0:
+            try:
+                child = os.fork()
+            except OSError as exc:  # no process to spare: declined (conn closes), the shim serves it cold
+                log(f"ceo-helperd: fork failed: {exc}")
+                child = None
+            if child == 0:
                 become_helper(listener, conn, umask, argv0, environ, fds)
             for fd in fds:
                 os.close(fd)
@@ -170,14 +186,14 @@ def main() -> int:
         return 2
     os.umask(0o077)
     warm()
-    listener = listen()
+    listener, path = listen(), socket_path()  # the path as bound: the host name may change later
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the forked helpers
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        serve(listener)
+        serve(listener, path)
     finally:
         try:
-            os.unlink(socket_path())
+            os.unlink(path)
         except OSError:
             pass
     return 0

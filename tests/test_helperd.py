@@ -237,3 +237,19 @@ def test_a_handoff_without_its_descriptors_is_refused_and_the_daemon_goes_on(clu
 
 def test_the_sandbox_runs_one_per_host(cluster):
     assert {_nodename(daemon_pid(cluster, h)) for h in cluster.hosts} == set(cluster.hosts.values())
+
+
+def test_a_handoff_that_never_comes_holds_up_no_other_session(cluster, connect):
+    """A shim stopped between its connect and its send (a ^Z on the host) would leave the daemon
+    waiting in recvmsg, and every later session waiting on it: the daemon gives up on it."""
+    path = f"{handoff.SOCKET_DIR}/{cluster.hosts[HOST]}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as silent:
+        silent.connect(path)  # and says nothing
+        raw = session(connect)  # Raw reads with a timeout: a hang fails here
+        assert serving(raw)[1] is not None, "served cold: the daemon was still waiting"
+        assert raw.finish()[1] == 0
+        silent.settimeout(30)
+        try:
+            assert silent.recv(1) == b""  # the daemon closed it
+        except ConnectionResetError:
+            pass
