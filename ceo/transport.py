@@ -202,20 +202,51 @@ _GSSAPI_UNUSED = tuple(f"gssapi.raw.ext_{name}" for name in (
 def _import_gssapi():
     """gssapi, without what the client never uses: the extensions above, and gssapi._win_config
     where there is no Windows (it looks for Kerberos for Windows; elsewhere it only imports
-    ctypes). The stand-ins are taken away once gssapi is imported: a later import is real."""
-    if "gssapi" in sys.modules or sys.platform == "win32":
+    ctypes)."""
+    unused = {**dict.fromkeys(_GSSAPI_UNUSED),  # None: "cannot be imported"
+              "gssapi._win_config": _module("gssapi._win_config")}
+    with _StandIns(unused if sys.platform != "win32" else {}):
         import gssapi
-        return gssapi
-    absent = [name for name in _GSSAPI_UNUSED if name not in sys.modules]
-    sys.modules.update(dict.fromkeys(absent))  # None: "cannot be imported"
-    sys.modules.setdefault("gssapi._win_config", type(sys)("gssapi._win_config"))
-    try:
-        import gssapi
-    finally:
-        for name in absent:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
     return gssapi
+
+
+class _StandIns:
+    """sys.modules entries standing in for modules not imported yet, while the block runs (in any
+    number of threads at once); each is taken away when its last user is done, so that a later
+    import is the real one."""
+    lock = threading.Lock()
+    held: dict = {}  # name -> [stand-in, users]
+
+    def __init__(self, modules: dict):
+        self.modules, self.mine = modules, []
+
+    def __enter__(self):
+        with self.lock:
+            for name, module in self.modules.items():
+                if name in self.held:
+                    self.held[name][1] += 1
+                elif name not in sys.modules:
+                    sys.modules[name] = module
+                    self.held[name] = [module, 1]
+                else:
+                    continue
+                self.mine.append(name)
+
+    def __exit__(self, *_):
+        with self.lock:
+            for name in self.mine:
+                entry = self.held[name]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self.held[name]
+                    if sys.modules.get(name, 0) is entry[0]:
+                        del sys.modules[name]
+
+
+def _module(name: str, **attrs):
+    m = type(sys)(f"{name} (ceo's stand-in)")
+    m.__dict__.update(attrs)
+    return m
 
 
 def _import_paramiko():
@@ -260,7 +291,6 @@ def _dist_version(name: str) -> str:
 # removed when the last login is done, so any later import gets the real pyasn1.
 _KRB5_OID = "1.2.840.113554.1.2.2"
 _KRB5_DER = bytes.fromhex("06092a864886f712010202")
-_stand_in = {"lock": threading.Lock(), "users": 0, "modules": {}}
 
 
 def _der_encode(oid) -> bytes:
@@ -273,32 +303,14 @@ def _der_decode(der: bytes) -> tuple[str, bytes]:
     return (_KRB5_OID if der == _KRB5_DER else "(not Kerberos 5)"), b""  # paramiko refuses the latter
 
 
-class _krb5_oid_only:
-    def __enter__(self):
-        with _stand_in["lock"]:
-            _stand_in["users"] += 1
-            if _stand_in["users"] == 1 and "pyasn1" not in sys.modules:
-                encoder, decoder = _module(encode=_der_encode), _module(decode=_der_decode)
-                modules = {"pyasn1": _module(), "pyasn1.type": _module(), "pyasn1.type.univ": _module(ObjectIdentifier=str),
-                           "pyasn1.codec": _module(), "pyasn1.codec.der": _module(encoder=encoder, decoder=decoder),
-                           "pyasn1.codec.der.encoder": encoder, "pyasn1.codec.der.decoder": decoder}
-                sys.modules.update(modules)
-                _stand_in["modules"] = modules
-
-    def __exit__(self, *_):
-        with _stand_in["lock"]:
-            _stand_in["users"] -= 1
-            if _stand_in["users"] == 0:
-                for name, module in _stand_in["modules"].items():
-                    if sys.modules.get(name) is module:
-                        del sys.modules[name]
-                _stand_in["modules"] = {}
-
-
-def _module(**attrs):
-    m = type(sys)("pyasn1 (ceo's stand-in)")
-    m.__dict__.update(attrs)
-    return m
+def _krb5_oid_only() -> _StandIns:
+    if "pyasn1" in sys.modules and "pyasn1" not in _StandIns.held:  # the real one
+        return _StandIns({})
+    encoder, decoder = _module("pyasn1", encode=_der_encode), _module("pyasn1", decode=_der_decode)
+    return _StandIns({"pyasn1": _module("pyasn1"), "pyasn1.type": _module("pyasn1"),
+                      "pyasn1.type.univ": _module("pyasn1", ObjectIdentifier=str), "pyasn1.codec": _module("pyasn1"),
+                      "pyasn1.codec.der": _module("pyasn1", encoder=encoder, decoder=decoder),
+                      "pyasn1.codec.der.encoder": encoder, "pyasn1.codec.der.decoder": decoder})
 
 
 class ParamikoSession(Session):
