@@ -10,7 +10,7 @@ whole session, so a batch of requests pays for them once.
 
 from __future__ import annotations
 
-from .errors import CeoError, StepFailed
+from .errors import CeoError, Stale, StepFailed
 
 
 class Steps:
@@ -26,6 +26,8 @@ class Steps:
             return None
         try:
             result = do()
+        except Stale:  # nothing was written: the verb reads again and replans
+            raise
         except Exception as exc:
             reason = exc.message if isinstance(exc, CeoError) else _internal(exc)
             if getattr(exc, "maybe_done", False) and undo is not None and not best_effort:

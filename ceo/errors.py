@@ -69,6 +69,11 @@ class ServiceUnavailable(CeoError):
     """A backend service (LDAP, kadmind, a database, Mailman, SMTP) did not answer."""
 
 
+class Stale(ServiceUnavailable):
+    """What a verb read changed before its write (another request got there first): the verb
+    reads again and replans; it is no failure of the service. Steps let it through unreported."""
+
+
 class Unreachable(CeoError):
     """An inventory host could not be reached or did not speak the protocol."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import AlreadyExists, NotFound, ServiceUnavailable
+from ..errors import AlreadyExists, NotFound, ServiceUnavailable, Stale
 from .ldap3_lean import ldap3 as _ldap3
 
 LDAP_TIMEOUT = 10
@@ -273,16 +273,20 @@ def delete(conn, dn: str, what: str, gone_ok: bool = False):
     checked(conn, conn.delete(dn), what, gone_ok)
 
 
-def modify(conn, dn: str, what: str, **ops):
-    checked(conn, conn.modify(dn, changes(**ops)), what)
+def modify(conn, dn: str, what: str, stale: bool = False, **ops):
+    """stale: a value to add that is there already, or one to delete that is not, raises Stale
+    (the entry changed since it was read: the caller reads again) rather than failing."""
+    checked(conn, conn.modify(dn, changes(**ops)), what, stale=stale)
 
 
-def checked(conn, ok, what: str, gone_ok: bool = False):
+def checked(conn, ok, what: str, gone_ok: bool = False, stale: bool = False):
     if ok:
         return
     code, text = conn.result.get("result"), conn.result.get("description")
     if gone_ok and code == NO_SUCH_OBJECT:
         return
+    if stale and code in (TYPE_OR_VALUE_EXISTS, NO_SUCH_ATTRIBUTE):
+        raise Stale(f"{what}: the entry changed while it was being written")
     if code == ALREADY_EXISTS:
         raise AlreadyExists(f"{what}: already exists")
     if code == NO_SUCH_OBJECT:

@@ -7,7 +7,7 @@ import time
 
 from ceo import policy
 from ceo import terms as T
-from ceo.errors import AlreadyExists, BadInput, CeoError, ServiceUnavailable
+from ceo.errors import AlreadyExists, BadInput, CeoError, ServiceUnavailable, Stale
 from ceo.plugin import Flag, Int, Str, Uid
 from ceo.services import directory, homes, kadmin
 
@@ -303,6 +303,15 @@ class _AlreadyDone(Exception):
              hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
     acct.terms_choice(terms, term)
+    for _ in range(5):  # another renewal of the same member may write between our read and write
+        try:
+            return _renew_terms(ctx, uid, terms, term, clubrep)
+        except Stale:
+            continue
+    raise Stale(f"renewing {uid}: the entry kept changing while it was being written; try again")
+
+
+def _renew_terms(ctx, uid, terms, term, clubrep):
     entry = acct.user(ctx, uid)
     policy.refuse_non_member(uid, entry)
     attr = "nonMemberTerm" if clubrep else "term"
@@ -321,7 +330,7 @@ def renew_terms(ctx, uid, terms, term, clubrep):
     added = {attr: new} if new else {}
     lock = {"shadowExpire": entry["shadowExpire"], "lockReason": [policy.LAPSED]} if locked else {}
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
-    ctx.step("terms", lambda: directory.modify(conn, dn, f"renewing {uid}", add=added,
+    ctx.step("terms", lambda: directory.modify(conn, dn, f"renewing {uid}", stale=True, add=added,
                                                delete={k: [] if k == "shadowExpire" else v for k, v in lock.items()}),
              lambda: directory.modify(conn, dn, f"undoing the renewal of {uid}", delete=added, replace=lock),
              describe=f"{uid}: " + _renewed(new, locked, clubrep), would=f"{_renewed(new, locked, clubrep, would=True)} ({uid})")

@@ -128,3 +128,42 @@ def test_two_office_staff_renewing_overlapping_csv_files_at_once(cluster, ldap, 
          "rows with the term missing or twice": sum(c != 1 for c in counts.values())})
     assert not failed, failed
     assert all(c == 1 for c in counts.values()), counts
+
+
+def test_a_renewal_whose_entry_changes_before_its_write_reads_again(cluster, ldap, accounts, monkeypatch):
+    """The race the parallel test can only hit by chance, made certain: another renewal adds
+    one of the asked terms between this renewal's read and its write. The write is refused by
+    LDAP (the value is there); the renewal reads again and adds only what is still missing."""
+    from types import SimpleNamespace
+
+    from plugins.members import accounts as acct
+    from plugins.members import steps
+
+    from ceo.config import Config
+    from ceo.context import Context
+    from ceo.services import directory
+
+    uid = accounts[0][5]
+    first, second = T.add(NOW, 5), T.add(NOW, 6)
+    config = Config.load("/etc/csc/ceo.ini")
+    conn = directory.connect(config, "phosphoric-acid.csclub.internal")
+    read, reads = acct.user, []
+
+    def read_then_race(ctx, who, *a, **kw):
+        entry = read(ctx, who, *a, **kw)
+        if not reads:  # the other renewal, done as root right after this one's first read
+            ldap.modify(ldap.dn(who), {"term": [("MODIFY_ADD", [first])]})
+        reads.append(entry)
+        return entry
+
+    monkeypatch.setattr(acct, "user", read_then_race)
+    events = []
+    ctx = Context(SimpleNamespace(config=config, ldap=lambda pipelined=False: conn), "1", False, events.append)
+    try:
+        result = steps.renew_terms(ctx, uid, None, [first, second], False)
+    finally:
+        conn.unbind()
+    terms = ldap.user(uid)["term"]
+    assert len(reads) == 2 and result["added"] == [second], (result, events)
+    assert terms.count(first) == terms.count(second) == 1
+    assert [e["status"] for e in events] == ["done"], events
