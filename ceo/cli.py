@@ -74,7 +74,10 @@ def _add_verb(subparsers, verb):
     vp.set_defaults(_verb=verb)
 
 
-def build_parser(registry, selected: str | None, everything: bool = False):
+def build_parser(registry, selected: str | None, everything: bool = False, verb: str | None = None):
+    """The parser of every plugin's name; of the `selected` plugin's verbs (`everything`: every
+    plugin's), and of only `verb` among them when the command line names one (the others' options
+    are not needed then: building them all is most of the parsing)."""
     parser = _Parser(prog="ceo", description="CSC Electronic Office: manage the club's accounts. "
                      "Run `ceo PLUGIN --help` for a plugin's verbs.")
     parser.add_argument("--version", action="version", version=f"ceo {__version__}")
@@ -88,9 +91,10 @@ def build_parser(registry, selected: str | None, everything: bool = False):
         if name != selected and not everything:
             continue
         verbs = pp.add_subparsers(dest="_verb_name", metavar="VERB", title="verbs", parser_class=_Parser)
-        for verb in plugin.verbs.values():
-            if not verb.hidden:  # steps of other verbs are not commands: run alone, they leave half a job
-                _add_verb(verbs, verb)
+        for v in plugin.verbs.values():
+            # steps of other verbs are not commands: run alone, they leave half a job
+            if not v.hidden and (verb is None or everything or v.name == verb):
+                _add_verb(verbs, v)
         pp.set_defaults(_plugin_obj=plugin)
     return parser
 
@@ -105,6 +109,17 @@ def _selected_plugin(argv) -> str | None:
         elif not arg.startswith("-"):
             return arg
     return None
+
+
+def _selected_verb(argv, selected, plugin) -> str | None:
+    """The verb named right after the plugin, if it is one of its commands; else None (a wrong
+    name gets argparse's list of the right ones)."""
+    if plugin is None or selected not in argv:
+        return None
+    at = argv.index(selected) + 1
+    name = argv[at] if at < len(argv) else None
+    verb = plugin.verbs.get(name) if name else None
+    return name if verb is not None and not verb.hidden else None
 
 
 def _confirm(verb, args, ns) -> None:
@@ -150,7 +165,7 @@ def main(argv=None) -> int:
         at = argv.index(selected) + 1
         if at >= len(argv) or (argv[at].startswith("-") and argv[at] not in ("-h", "--help")):
             argv = [*argv[:at], plugin.default_verb, *argv[at:]]
-    parser = build_parser(registry, selected, everything=completing)
+    parser = build_parser(registry, selected, everything=completing, verb=_selected_verb(argv, selected, plugin))
     if top_help:
         text = parser.format_help()
         helpcache.store(cfg_path, config.get("plugins", "site_dir"), text)

@@ -126,3 +126,32 @@ def test_top_help_is_made_again_for_another_width(tmp_path):
     narrow, wide = _top_help(tmp_path, COLUMNS="50"), _top_help(tmp_path, COLUMNS="200")
     assert narrow == _top_help(tmp_path, "fresh", COLUMNS="50") != wide
     assert wide == _top_help(tmp_path, "fresh2", COLUMNS="200")
+
+
+def _verbs_built(parser, plugin) -> list[str]:
+    import argparse
+    plugins = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    verbs = next(a for a in plugins.choices[plugin]._actions if isinstance(a, argparse._SubParsersAction))
+    return list(verbs.choices)
+
+
+def _help_of(parser, argv) -> str:
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        parser.parse_args(argv)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: v.qualname)
+def test_a_verb_parsed_alone_parses_and_helps_as_among_all_its_plugins_verbs(verb):
+    """`ceo P V ...` builds only V's parser: it must be the very parser it is among the rest."""
+    name = verb.plugin.name
+    alone, among = build_parser(REGISTRY, name, verb=verb.name), build_parser(REGISTRY, name)
+    assert _verbs_built(alone, name) == [verb.name] and verb.name in _verbs_built(among, name)
+    assert _help_of(alone, [name, verb.name, "--help"]) == _help_of(among, [name, verb.name, "--help"])
+    for example in verb.examples:
+        argv = shlex.split(example, comments=True)[1:]
+        if argv[:2] == [name, verb.name]:
+            assert vars(alone.parse_args(argv)) == vars(among.parse_args(argv)), example
