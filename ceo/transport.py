@@ -250,10 +250,11 @@ def _module(name: str, **attrs):
 
 
 def _import_paramiko():
-    """paramiko, without the two imports it makes for nothing we use: invoke (for `Match exec`,
-    ~50 ms) and importlib.metadata (only to set __version__, ~25 ms: we read the version from
-    its dist-info's name instead). If anything else needs the real importlib.metadata, the
-    import is made again the ordinary way."""
+    """paramiko, without the imports it makes for nothing we use: invoke (for `Match exec`,
+    ~50 ms), importlib.metadata (only to set __version__, ~25 ms: we read the version from its
+    dist-info's name instead), and its SSH agent, ProxyCommand and SFTP modules (~4 ms, with
+    tempfile and subprocess), whose classes stand in until first used (_Deferred). If anything
+    else needs the real importlib.metadata, the import is made again the ordinary way."""
     import importlib
     sys.modules.setdefault("invoke", None)
     if "paramiko" in sys.modules or "importlib.metadata" in sys.modules:
@@ -263,7 +264,8 @@ def _import_paramiko():
     stub.version = _dist_version
     sys.modules["importlib.metadata"] = importlib.metadata = stub
     try:
-        import paramiko
+        with _StandIns(_deferred_paramiko()):
+            import paramiko
     except ImportError:
         for name in [m for m in sys.modules if m == "paramiko" or m.startswith("paramiko.")]:
             del sys.modules[name]
@@ -273,6 +275,44 @@ def _import_paramiko():
     if stub is None:
         import paramiko
     return paramiko
+
+
+# The modules of paramiko that a session to a helper never uses, and the names paramiko's own
+# modules import from them.
+_PARAMIKO_UNUSED = {
+    "agent": ("Agent", "AgentKey"), "proxy": ("ProxyCommand",), "sftp_client": ("SFTP", "SFTPClient"),
+    "sftp_server": ("SFTPServer",), "sftp_attr": ("SFTPAttributes",), "sftp_handle": ("SFTPHandle",),
+    "sftp_si": ("SFTPServerInterface",), "sftp_file": ("SFTPFile",)}
+
+
+def _deferred_paramiko() -> dict:
+    return {f"paramiko.{module}": _module(f"paramiko.{module}", **{
+        name: _Deferred(name, (), {"_module": f"paramiko.{module}"}) for name in names})
+        for module, names in _PARAMIKO_UNUSED.items()}
+
+
+class _Deferred(type):
+    """A class of a module not imported yet, standing for it: making one, reading an attribute
+    (SFTPClient.from_transport) or an isinstance check imports the real module and defers to
+    its class. (Only subclassing one would not work; ceo never does, nor does paramiko.)"""
+
+    def _real(cls):
+        import importlib
+        return getattr(importlib.import_module(cls._module), cls.__name__)
+
+    def __call__(cls, *args, **kwargs):
+        return cls._real()(*args, **kwargs)
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(cls._real(), name)
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls._real())
+
+    def __subclasscheck__(cls, sub):
+        return issubclass(sub, cls._real())
 
 
 def _dist_version(name: str) -> str:

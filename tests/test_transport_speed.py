@@ -38,6 +38,29 @@ def test_paramiko_is_imported_without_invoke_or_metadata_and_keeps_its_version()
     assert skipped and version == real and client_id == f"paramiko_{real}" and rich
 
 
+def test_paramikos_agent_proxy_and_sftp_classes_stand_in_until_used_then_are_the_real_ones():
+    code = textwrap.dedent("""
+        import json, sys
+        from ceo.transport import _import_paramiko
+        paramiko = _import_paramiko()
+        deferred = [m for m in ("paramiko.agent", "paramiko.proxy", "paramiko.sftp_client", "tempfile", "subprocess")
+                    if m in sys.modules]
+        agent = paramiko.Agent()  # made as paramiko's client makes it (allow_agent)
+        real_agent = type(agent).__module__, isinstance(agent, paramiko.Agent), isinstance(1, paramiko.Agent)
+        agent.close()
+        sftp = paramiko.SFTPClient.from_transport.__qualname__
+        import paramiko.proxy  # an ordinary import later is the real module
+        print(json.dumps([deferred, real_agent, sftp, paramiko.proxy.ProxyCommand.__module__,
+                          isinstance(paramiko.proxy.ProxyCommand.__new__(paramiko.proxy.ProxyCommand),
+                                     paramiko.ProxyCommand)]))
+    """)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    deferred, real_agent, sftp, proxy_module, is_proxy = json.loads(proc.stdout)
+    assert deferred == [] and real_agent == ["paramiko.agent", True, False]
+    assert sftp == "SFTPClient.from_transport" and proxy_module == "paramiko.proxy" and is_proxy
+
+
 def _run(cluster):
     from ceo.output import Output
     from ceo.runner import Run
