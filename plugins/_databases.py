@@ -111,7 +111,15 @@ def declare(plugin, engine: Engine):
                       leftover=f"ceo {noun} delete {{name}} --yes")  # a drop cut short: the same again
     def delete(run, name):
         run.prepare(["databases", "homes"])
-        run.call(f"{noun}.state", {"name": name}, role="databases")  # ceo's to drop? before any change
+        try:
+            run.call(f"{noun}.state", {"name": name}, role="databases")  # ceo's to drop? before any change
+        except NotFound:
+            # Nothing to drop. A drop the server was killed in after its last statement failed as a
+            # step, and the rollback put the info file back: removing it is what finishes the delete.
+            removed = run.step(f"{noun}.remove_info", {"name": name}, role="homes", describe=f"{name}'s {info_file}")
+            if not (removed or {}).get("changed"):
+                raise
+            return {"name": name, "dropped": False}
         run.step(f"{noun}.remove_info", {"name": name}, role="homes", describe=f"{name}'s {info_file}")
         run.step(f"{noun}.drop", {"name": name}, role="databases", describe=f"{label} database {name}")
         return {"name": name, "dropped": not run.check}

@@ -448,6 +448,29 @@ def test_a_delete_the_server_cut_short_is_finished_by_running_it_again(cluster, 
     assert catalogues() == empty
 
 
+@pytest.mark.parametrize("noun", NOUNS)
+def test_a_delete_whose_drop_finished_unanswered_leaves_only_the_info_file_which_the_re_run_removes(cluster, noun):
+    """The server killed after the drop's last statement but before it answered: the step failed,
+    the runner put the info file back, and the database and user are gone. Running delete again
+    removes the file (once: a third run finds nothing, as ever)."""
+    empty = catalogues()
+    ok(ceo(cluster, "regular1", noun, "create", "--json"))
+    text = open(f"/users/regular1/{FILE[noun]}").read()
+    purge("regular1")  # the database and the user, as the drop left them; then the file, put back
+    with open(f"/users/regular1/{FILE[noun]}", "w") as f:
+        f.write(text)
+    os.chmod(f"/users/regular1/{FILE[noun]}", 0o600)
+    number = os.lstat("/users/regular1").st_uid
+    os.chown(f"/users/regular1/{FILE[noun]}", number, number)
+    checked = ceo(cluster, "regular1", noun, "delete", "regular1", "--check")
+    assert checked.returncode == 0 and f"would remove /users/regular1/{FILE[noun]}" in checked.stdout, checked
+    assert os.path.exists(f"/users/regular1/{FILE[noun]}")
+    ok(ceo(cluster, "regular1", noun, "delete", "regular1", "--yes", "--json"))
+    assert not [f for f in os.listdir("/users/regular1") if f.startswith("ceo-")] and catalogues() == empty
+    line = one_line_error(ceo(cluster, "regular1", noun, "delete", "regular1", "--yes"), 2)
+    assert "regular1 has no" in line
+
+
 def test_a_user_syscom_locked_beside_a_database_ceo_did_not_mark_is_not_a_leftover(cluster):
     """Only ceo's own mark (the verifier it gives a user it is dropping), its lock and grant, and
     no comment together say "ceo's, half dropped": a hand-made database whose user syscom locked
