@@ -112,6 +112,25 @@ class Fault:
     def restore(self):
         if self.target in SANDBOX_SERVICES or (self.target.startswith("sshd@") and not self.during):
             control.service("start", self.target)
+        if self.target == "slapd":
+            users_resolve_again()
+
+
+def users_resolve_again(user: str = "ctdalek", patience: float = 30.0):
+    """After slapd was down for more than nslcd's reconnect_retrytime (10 s, reached on a slow
+    machine), nslcd tries LDAP again only once per that time and fails every lookup meanwhile:
+    sshd then refuses every login. The next cell waits until users are names again."""
+    import pwd
+    import time
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            pwd.getpwnam(user)
+            return
+        except KeyError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{user} does not resolve {patience:.0f} s after slapd came back") from None
+            time.sleep(0.1)
 
 
 @dataclass
