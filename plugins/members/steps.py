@@ -303,33 +303,43 @@ class _AlreadyDone(Exception):
              hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
     acct.terms_choice(terms, term)
+    wanted, warned = (list(term) if term else None), []
     for _ in range(5):  # another renewal of the same member may write between our read and write
+        entry = acct.user(ctx, uid)
+        policy.refuse_non_member(uid, entry)
+        if wanted is None:  # counted on the first read only: a renewal that raced ours for the same
+            wanted = T.interval(T.next_unregistered(_known(entry, clubrep)), terms or 1)  # payment adds no more
         try:
-            return _renew_terms(ctx, uid, terms, term, clubrep)
+            return _renew(ctx, uid, entry, wanted, clubrep, warned)
         except Stale:
             continue
     raise Stale(f"renewing {uid}: the entry kept changing while it was being written; try again")
 
 
-def _renew_terms(ctx, uid, terms, term, clubrep):
-    entry = acct.user(ctx, uid)
-    policy.refuse_non_member(uid, entry)
+def _known(entry, clubrep) -> set[str]:
+    """The terms a renewal counts on from: a club rep's, and their member terms too."""
+    return set(entry.get("nonMemberTerm" if clubrep else "term", [])) | (set(entry.get("term", [])) if clubrep else set())
+
+
+def _renew(ctx, uid, entry, wanted, clubrep, warned):
     attr = "nonMemberTerm" if clubrep else "term"
     have = set(entry.get(attr, []))
-    known = have | (set(entry.get("term", [])) if clubrep else set())
-    wanted = list(term) if term else T.interval(T.next_unregistered(known), terms or 1)
     new = [t for t in wanted if t not in have]
     locked = policy.renewal_unlocks(entry)
-    if entry.get("shadowExpire") and not locked:
+    if entry.get("shadowExpire") and not locked and not warned:
         reason = entry.get("lockReason", ["no reason recorded"])[0]
         ctx.emit({"step": "lock", "status": "warning",
                   "message": f"{uid} stays locked ({reason}): only syscom lifts that lock"})
+        warned.append(True)
     result = {"uid": uid, attr: T.sort(have | set(new)), "added": new, "unlocked": locked}
     if not new and not locked:
         return ctx.unchanged("terms", f"{uid} already has {' '.join(wanted)}", **result)
     added = {attr: new} if new else {}
     lock = {"shadowExpire": entry["shadowExpire"], "lockReason": [policy.LAPSED]} if locked else {}
     conn, dn = ctx.ldap(), acct.dn(ctx, uid)
+    # Its undo takes away exactly what this write added (LDAP refuses an add of a value that is
+    # there, so no other renewal added the same): a renewal that found it here has reported
+    # "already has" on this one's word, which an undo (a failed later step) takes back with it.
     ctx.step("terms", lambda: directory.modify(conn, dn, f"renewing {uid}", stale=True, add=added,
                                                delete={k: [] if k == "shadowExpire" else v for k, v in lock.items()}),
              lambda: directory.modify(conn, dn, f"undoing the renewal of {uid}", delete=added, replace=lock),

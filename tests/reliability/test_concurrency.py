@@ -130,10 +130,9 @@ def test_two_office_staff_renewing_overlapping_csv_files_at_once(cluster, ldap, 
     assert all(c == 1 for c in counts.values()), counts
 
 
-def test_a_renewal_whose_entry_changes_before_its_write_reads_again(cluster, ldap, accounts, monkeypatch):
-    """The race the parallel test can only hit by chance, made certain: another renewal adds
-    one of the asked terms between this renewal's read and its write. The write is refused by
-    LDAP (the value is there); the renewal reads again and adds only what is still missing."""
+def _renew_racing(ldap, monkeypatch, uid, racer_adds, **asked):
+    """renew_terms in this process against the real LDAP, with another renewal (root) adding
+    `racer_adds` right after its first read: (result, the reads it made, its events)."""
     from types import SimpleNamespace
 
     from plugins.members import accounts as acct
@@ -143,16 +142,14 @@ def test_a_renewal_whose_entry_changes_before_its_write_reads_again(cluster, lda
     from ceo.context import Context
     from ceo.services import directory
 
-    uid = accounts[0][5]
-    first, second = T.add(NOW, 5), T.add(NOW, 6)
     config = Config.load("/etc/csc/ceo.ini")
     conn = directory.connect(config, "phosphoric-acid.csclub.internal")
     read, reads = acct.user, []
 
     def read_then_race(ctx, who, *a, **kw):
         entry = read(ctx, who, *a, **kw)
-        if not reads:  # the other renewal, done as root right after this one's first read
-            ldap.modify(ldap.dn(who), {"term": [("MODIFY_ADD", [first])]})
+        if not reads:
+            ldap.modify(ldap.dn(who), {"term": [("MODIFY_ADD", [racer_adds])]})
         reads.append(entry)
         return entry
 
@@ -160,10 +157,31 @@ def test_a_renewal_whose_entry_changes_before_its_write_reads_again(cluster, lda
     events = []
     ctx = Context(SimpleNamespace(config=config, ldap=lambda pipelined=False: conn), "1", False, events.append)
     try:
-        result = steps.renew_terms(ctx, uid, None, [first, second], False)
+        return steps.renew_terms(ctx, uid, asked.get("terms"), asked.get("term"), False), reads, events
     finally:
         conn.unbind()
+
+
+def test_a_renewal_whose_entry_changes_before_its_write_reads_again(cluster, ldap, accounts, monkeypatch):
+    """The race the parallel test can only hit by chance, made certain: another renewal adds
+    one of the asked terms between this renewal's read and its write. The write is refused by
+    LDAP (the value is there); the renewal reads again and adds only what is still missing."""
+    uid = accounts[0][5]
+    first, second = T.add(NOW, 5), T.add(NOW, 6)
+    result, reads, events = _renew_racing(ldap, monkeypatch, uid, first, term=[first, second])
     terms = ldap.user(uid)["term"]
     assert len(reads) == 2 and result["added"] == [second], (result, events)
     assert terms.count(first) == terms.count(second) == 1
     assert [e["status"] for e in events] == ["done"], events
+
+
+def test_two_renewals_counting_the_next_term_for_one_payment_add_it_once(cluster, ldap, accounts, monkeypatch):
+    """`renew UID` (the next term, counted) twice at once for the same payment: the one that
+    loses the race finds the term it counted there, and adds nothing more (not the term after)."""
+    uid = accounts[0][6]
+    before = ldap.user(uid)["term"]
+    counted = T.next_unregistered(set(before))
+    result, reads, events = _renew_racing(ldap, monkeypatch, uid, counted, terms=1)
+    assert len(reads) == 2 and result["added"] == [] and not result["changed"], (result, events)
+    assert sorted(ldap.user(uid)["term"]) == sorted(before + [counted])
+    assert [e["status"] for e in events] == ["unchanged"], events
