@@ -99,27 +99,26 @@ def build_parser(registry, selected: str | None, everything: bool = False, verb:
     return parser
 
 
-def _selected_plugin(argv) -> str | None:
+def _plugin_at(argv) -> int | None:
+    """Where the plugin's name is on the command line: the first word that is no option's value."""
     skip = False
-    for arg in argv:
+    for at, arg in enumerate(argv):
         if skip:
             skip = False
         elif arg in ("-i", "--inventory", "-c", "--config", "--keytab"):
             skip = True
         elif not arg.startswith("-"):
-            return arg
+            return at
     return None
 
 
-def _selected_verb(argv, selected, plugin) -> str | None:
-    """The verb named right after the plugin, if it is one of its commands; else None (a wrong
-    name gets argparse's list of the right ones)."""
-    if plugin is None or selected not in argv:
+def _selected_verb(argv, at, plugin) -> str | None:
+    """The verb named right after the plugin (at `at`), if it is one of its commands; else None
+    (a wrong name gets argparse's list of the right ones)."""
+    if plugin is None or at + 1 >= len(argv):
         return None
-    at = argv.index(selected) + 1
-    name = argv[at] if at < len(argv) else None
-    verb = plugin.verbs.get(name) if name else None
-    return name if verb is not None and not verb.hidden else None
+    verb = plugin.verbs.get(argv[at + 1])
+    return verb.name if verb is not None and not verb.hidden else None
 
 
 def _confirm(verb, args, ns) -> None:
@@ -157,15 +156,15 @@ def main(argv=None) -> int:
     from .discovery import discover
     registry = discover(config.get("plugins", "site_dir"), lazy=True)
     completing = "_ARGCOMPLETE" in os.environ
-    selected = _selected_plugin(argv)
+    at = _plugin_at(argv)
+    selected = argv[at] if at is not None else None
     plugin = registry.plugin(selected) if selected and not completing else None
     if plugin is None:  # --help, `ceo plugins`, completion, an unknown name: every plugin
         registry.everything()
     if plugin and plugin.default_verb and not completing:
-        at = argv.index(selected) + 1
-        if at >= len(argv) or (argv[at].startswith("-") and argv[at] not in ("-h", "--help")):
-            argv = [*argv[:at], plugin.default_verb, *argv[at:]]
-    parser = build_parser(registry, selected, everything=completing, verb=_selected_verb(argv, selected, plugin))
+        if at + 1 >= len(argv) or (argv[at + 1].startswith("-") and argv[at + 1] not in ("-h", "--help")):
+            argv = [*argv[:at + 1], plugin.default_verb, *argv[at + 1:]]
+    parser = build_parser(registry, selected, everything=completing, verb=_selected_verb(argv, at, plugin))
     if top_help:
         text = parser.format_help()
         helpcache.store(cfg_path, config.get("plugins", "site_dir"), text)

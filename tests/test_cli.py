@@ -614,6 +614,16 @@ def test_helper_bug_traceback_is_in_the_helpers_log_only(cluster, tmp_path):
 
 # --- global and common options --------------------------------------------------------------------
 
+def test_an_option_value_that_names_the_plugin_is_not_taken_for_it(cluster, tmp_path):
+    """`ceo -c whoami whoami`: the config file is named like the plugin; the plugin is the word
+    after it, and its default verb is run (it printed the plugin's help)."""
+    import shutil
+    shutil.copyfile("/etc/csc/ceo.ini", tmp_path / "whoami")
+    os.chmod(tmp_path, 0o755), os.chmod(tmp_path / "whoami", 0o644)
+    proc = ceo(cluster, "ofstaff", "-c", "whoami", "whoami", "--json", cwd=str(tmp_path))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["result"]["caller"] == "ofstaff", proc
+
+
 def test_ceo_config_from_the_environment(cluster, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")  # a config whose known hosts are none: every host key is unknown
