@@ -298,7 +298,10 @@ class _Deferred(type):
 
     def _real(cls):
         import importlib
-        return getattr(importlib.import_module(cls._module), cls.__name__)
+        real = getattr(importlib.import_module(cls._module), cls.__name__)
+        if isinstance(real, _Deferred):  # used from another thread while paramiko is being imported
+            raise ImportError(f"{cls._module} is still being imported")
+        return real
 
     def __call__(cls, *args, **kwargs):
         return cls._real()(*args, **kwargs)
