@@ -8,7 +8,6 @@ and stops it at the end only if it started it.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,11 +23,6 @@ sys.path.insert(0, str(REPO))
 from sandbox import control, topology  # noqa: E402
 
 import secretwatch as secrets  # noqa: E402  (every password the suite's commands are shown)
-
-# A suite started in the background (`pytest &`) inherits SIGINT ignored, and so would every
-# ceo it starts: the tests of Ctrl-C would then test nothing. ceo is run as from a terminal.
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Cluster:

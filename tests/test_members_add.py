@@ -255,6 +255,12 @@ def test_smtp_down_the_add_succeeds_with_a_warning(cluster, ldap, cleanup):
     assert messages_to(cluster, f"{uid}@csclub.internal", "Welcome") == []
 
 
+def as_from_a_terminal():
+    """SIGINT at its default in the ceo a Ctrl-C test starts: a suite started in the background
+    (`pytest &`) has it ignored, and would pass that on, and the test would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _sigint_ignored(pid: int) -> bool:
     with open(f"/proc/{pid}/status") as f:
         mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
@@ -278,7 +284,8 @@ def test_ctrl_c_during_add_undoes_the_done_steps(cluster, ldap, cleanup):
         hole.listen(8)
         hole.settimeout(60)
         proc = subprocess.Popen(["ceo", "members", "add", uid, "--cn", "Interrupted Member"], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env("ofstaff"))
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env("ofstaff"),
+                                preexec_fn=as_from_a_terminal)
         conn, _ = hole.accept()
         with conn:
             assert entry(ldap, f"uid={uid},ou=People,{BASE}") is not None  # a step is done

@@ -239,7 +239,8 @@ def thousand(cluster):
 def _run_until(cluster, path, lines, then):
     """Start the renewal, and after `lines` rows are reported call then(process)."""
     proc = subprocess.Popen(["ceo", "members", "renew", "--csv", path], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cluster.env("ofstaff"))
+                            stderr=subprocess.PIPE, text=True, env=cluster.env("ofstaff"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     seen = 0
     for line in proc.stdout:
         if line.startswith("line "):
