@@ -343,8 +343,9 @@ def measure(n, env, host) -> int:
 
     load = os.getloadavg()[0]
     print(f"Medians of {n} interleaved runs (ms), on {os.cpu_count()} CPUs shared by client and servers; load "
-          f"average {load_before:.1f} before, {load:.1f} after; python -c pass {m['python -c pass']:.1f} ms "
-          "(~12 ms on this machine when idle)")
+          f"average {load_before:.1f} before, {load:.1f} after; python -c pass {m['python -c pass']:.1f} ms, "
+          f"a fixed pure-Python loop {cpu_speed():.0f} ms (to read the absolute figures by: the same kind of "
+          "machine has run both at half the speed of another day)")
     get, ssh_ms = m["ceo members get regular1"], m["ssh HOST, the same two requests"]
     report("ceo members get regular1", f"{get:.0f} ms (--json {m['ceo members get regular1 --json']:.0f} ms)",
            "< 150 ms", get < 150)
@@ -383,6 +384,19 @@ def measure(n, env, host) -> int:
     ok = all(results)
     print("\nall targets met" if ok else f"\n{results.count(False)} of {len(results)} targets missed")
     return 0 if ok else 1
+
+
+def cpu_speed() -> float:
+    """The best of five runs of one fixed pure-Python loop, in ms: the machine's speed, to read
+    the absolute figures by (the same kind of machine has been seen to run it twice as slowly)."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(10 ** 6):
+            total += i
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
 
 
 def sharing_files() -> dict:
