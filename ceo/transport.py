@@ -287,7 +287,8 @@ _PARAMIKO_UNUSED = {
 
 def _deferred_paramiko() -> dict:
     return {f"paramiko.{module}": _module(f"paramiko.{module}", **{
-        name: _Deferred(name, (), {"_module": f"paramiko.{module}"}) for name in names})
+        name: _Deferred(name, (), {"_module": f"paramiko.{module}", "__module__": f"paramiko.{module}"})
+        for name in names})
         for module, names in _PARAMIKO_UNUSED.items()}
 
 
