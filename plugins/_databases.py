@@ -113,14 +113,16 @@ def declare(plugin, engine: Engine):
         run.prepare(["databases", "homes"])
         try:
             run.call(f"{noun}.state", {"name": name}, role="databases")  # ceo's to drop? before any change
-        except NotFound:
+            nothing = None
+        except NotFound as err:
             # Nothing to drop. A drop the server was killed in after its last statement failed as a
             # step, and the rollback put the info file back: removing it is what finishes the delete.
-            removed = run.step(f"{noun}.remove_info", {"name": name}, role="homes", describe=f"{name}'s {info_file}")
+            nothing = err
+        removed = run.step(f"{noun}.remove_info", {"name": name}, role="homes", describe=f"{name}'s {info_file}")
+        if nothing is not None:
             if not (removed or {}).get("changed"):
-                raise
+                raise nothing
             return {"name": name, "dropped": False}
-        run.step(f"{noun}.remove_info", {"name": name}, role="homes", describe=f"{name}'s {info_file}")
         run.step(f"{noun}.drop", {"name": name}, role="databases", describe=f"{label} database {name}")
         return {"name": name, "dropped": not run.check}
 

@@ -10,6 +10,7 @@ import uuid
 
 import ldap3
 import pytest
+from test_members_add import as_from_a_terminal
 
 from ceo import terms
 from plugins.members import csvrenew
@@ -240,7 +241,7 @@ def _run_until(cluster, path, lines, then):
     """Start the renewal, and after `lines` rows are reported call then(process)."""
     proc = subprocess.Popen(["ceo", "members", "renew", "--csv", path], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cluster.env("ofstaff"),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+                            preexec_fn=as_from_a_terminal)
     seen = 0
     for line in proc.stdout:
         if line.startswith("line "):

@@ -21,6 +21,7 @@ TYPE_OR_VALUE_EXISTS = 20  # a value to add is there already
 NO_SUCH_OBJECT = 32
 OBJECT_CLASS_VIOLATION = 65  # e.g. terms on an entry that is not a member
 ALREADY_EXISTS = 68
+STALE = (NO_SUCH_ATTRIBUTE, TYPE_OR_VALUE_EXISTS)  # a modify planned on what the entry no longer is
 
 # The connection reads no schema at bind (get_info=NONE): reading and parsing it cost more than
 # the rest of a helper's first request. Without it ldap3 returns every value as text, so the
@@ -285,7 +286,7 @@ def checked(conn, ok, what: str, gone_ok: bool = False, stale: bool = False):
     code, text = conn.result.get("result"), conn.result.get("description")
     if gone_ok and code == NO_SUCH_OBJECT:
         return
-    if stale and code in (TYPE_OR_VALUE_EXISTS, NO_SUCH_ATTRIBUTE):
+    if stale and code in STALE:
         raise Stale(f"{what}: the entry changed while it was being written")
     if code == ALREADY_EXISTS:
         raise AlreadyExists(f"{what}: already exists")

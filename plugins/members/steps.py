@@ -264,7 +264,7 @@ def renew_rows(ctx, uids, adds, expires, clubrep):
         except ServiceUnavailable as exc:  # the connection went: this row may or may not be done
             broken = f"{exc.message}; run the same file again"
             code, result = -1, {"description": broken}
-        if code in (directory.NO_SUCH_ATTRIBUTE, directory.TYPE_OR_VALUE_EXISTS):  # changed since the client read it
+        if code in directory.STALE:  # changed since the client read it
             try:
                 if not new:  # only an unlock was asked, and someone already did it
                     raise _AlreadyDone
@@ -303,34 +303,31 @@ class _AlreadyDone(Exception):
              hidden=True, params=[Uid("uid", positional=True), Count(), Terms, Clubrep])
 def renew_terms(ctx, uid, terms, term, clubrep):
     acct.terms_choice(terms, term)
-    wanted, warned = (list(term) if term else None), []
+    attr = "nonMemberTerm" if clubrep else "term"
+    wanted, warned = (list(term) if term else None), False
     for _ in range(5):  # another renewal of the same member may write between our read and write
         entry = acct.user(ctx, uid)
         policy.refuse_non_member(uid, entry)
-        if wanted is None:  # counted on the first read only: a renewal that raced ours for the same
-            wanted = T.interval(T.next_unregistered(_known(entry, clubrep)), terms or 1)  # payment adds no more
+        if wanted is None:  # counted on the first read only: racing a renewal for the same payment,
+            # the retry finds the counted terms there and adds no more
+            known = set(entry.get(attr, [])) | (set(entry.get("term", [])) if clubrep else set())
+            wanted = T.interval(T.next_unregistered(known), terms or 1)
+        if entry.get("shadowExpire") and not policy.renewal_unlocks(entry) and not warned:
+            reason = entry.get("lockReason", ["no reason recorded"])[0]
+            ctx.emit({"step": "lock", "status": "warning",
+                      "message": f"{uid} stays locked ({reason}): only syscom lifts that lock"})
+            warned = True
         try:
-            return _renew(ctx, uid, entry, wanted, clubrep, warned)
+            return _renew(ctx, uid, entry, wanted, attr, clubrep)
         except Stale:
             continue
     raise Stale(f"renewing {uid}: the entry kept changing while it was being written; try again")
 
 
-def _known(entry, clubrep) -> set[str]:
-    """The terms a renewal counts on from: a club rep's, and their member terms too."""
-    return set(entry.get("nonMemberTerm" if clubrep else "term", [])) | (set(entry.get("term", [])) if clubrep else set())
-
-
-def _renew(ctx, uid, entry, wanted, clubrep, warned):
-    attr = "nonMemberTerm" if clubrep else "term"
+def _renew(ctx, uid, entry, wanted, attr, clubrep):
     have = set(entry.get(attr, []))
     new = [t for t in wanted if t not in have]
     locked = policy.renewal_unlocks(entry)
-    if entry.get("shadowExpire") and not locked and not warned:
-        reason = entry.get("lockReason", ["no reason recorded"])[0]
-        ctx.emit({"step": "lock", "status": "warning",
-                  "message": f"{uid} stays locked ({reason}): only syscom lifts that lock"})
-        warned.append(True)
     result = {"uid": uid, attr: T.sort(have | set(new)), "added": new, "unlocked": locked}
     if not new and not locked:
         return ctx.unchanged("terms", f"{uid} already has {' '.join(wanted)}", **result)
