@@ -190,6 +190,8 @@ def run() -> None:
     """The `ceo` command. After a verb has run, output is flushed and the process exits without
     tearing the interpreter down (paramiko's, gssapi's and rich's modules and threads: ~5 ms
     that nothing needs: every session is closed and every file written by then)."""
+    import gc
+    gc.disable()  # for the start, which transport.started() ends: see there
     try:
         code = main()
     except SystemExit as exc:  # argparse: --help, --version, usage errors
@@ -273,6 +275,8 @@ def tui(config, inv_path, keytab) -> int:
         print("ceo: the terminal UI needs a terminal; run `ceo PLUGIN VERB` instead (see ceo --help)",
               file=sys.stderr)
         return BAD_INPUT
+    from .transport import started
+    started()  # the screen stays open for hours: its garbage must be collected
     try:
         from .tui import main as tui_main
         return tui_main(config, inv_path, keytab)

@@ -76,6 +76,7 @@ class Session:
         if reply.get("hello") != "ceo-helper":
             raise Unreachable(f"{self.where()} did not answer as ceo-helper")
         self.hello = reply
+        started()
         return self
 
     def _read_message(self, rid) -> dict:
@@ -208,6 +209,18 @@ def _import_gssapi():
     with _StandIns(unused if sys.platform != "win32" else {}):
         import gssapi
     return gssapi
+
+
+def started():
+    """The start of a `ceo` run is over once a helper has said hello: gssapi, paramiko and rich are
+    imported, and nearly everything alive now lives until exit. ceo.cli turns the cycle collector
+    off for the start (its passes over these imports are ~10% of it); here it is turned on again,
+    with what is alive frozen so that no later pass searches it. Where the collector was not
+    turned off (ceo used as a library), nothing changes."""
+    import gc
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 class _StandIns:

@@ -61,6 +61,33 @@ def test_paramikos_agent_proxy_and_sftp_classes_stand_in_until_used_then_are_the
     assert sftp == "SFTPClient.from_transport" and proxy_module == "paramiko.proxy" and is_proxy
 
 
+def test_the_collector_is_off_for_a_runs_start_and_on_once_a_helper_has_said_hello(cluster):
+    """ceo.cli turns the cycle collector off while it imports (its passes are ~10% of the start)
+    and transport.started() turns it on again, with the start's objects frozen, at the hello."""
+    code = textwrap.dedent("""
+        import gc, json, os, sys
+        from ceo import cli, transport
+        seen = {}
+        opening, hello = transport.ParamikoSession._open, transport.started
+        def _open(self):
+            seen["while opening"] = gc.isenabled(); return opening(self)
+        def started():
+            hello(); seen["after hello"] = [gc.isenabled(), gc.get_freeze_count() > 0]
+        transport.ParamikoSession._open, transport.started = _open, started
+        exit_now = os._exit
+        def _exit(code):
+            sys.stderr.write(json.dumps(seen)); sys.stderr.flush(); exit_now(code)
+        os._exit = _exit
+        sys.argv = ["ceo", "members", "get", "regular1", "--json"]
+        cli.run()
+    """)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                          env=cluster.env("ofstaff"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["result"]["name"] == "Regular One"
+    assert json.loads(proc.stderr) == {"while opening": False, "after hello": [True, True]}
+
+
 def _run(cluster):
     from ceo.output import Output
     from ceo.runner import Run
