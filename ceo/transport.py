@@ -299,10 +299,58 @@ _PARAMIKO_UNUSED = {
 
 
 def _deferred_paramiko() -> dict:
-    return {f"paramiko.{module}": _module(f"paramiko.{module}", **{
+    deferred = {f"paramiko.{module}": _module(f"paramiko.{module}", **{
         name: _Deferred(name, (), {"_module": f"paramiko.{module}", "__module__": f"paramiko.{module}"})
         for name in names})
         for module, names in _PARAMIKO_UNUSED.items()}
+    if not any(m == "nacl" or m.startswith("nacl.") for m in sys.modules):
+        signing = _module("nacl.signing", VerifyKey=_Ed25519VerifyKey, __getattr__=_real_nacl("signing"))
+        deferred.update({"nacl": _module("nacl", signing=signing, __getattr__=_real_nacl("")),
+                         "nacl.signing": signing})
+    return deferred
+
+
+# paramiko checks an ed25519 host key's signatures with PyNaCl (~5 ms of imports: libsodium and
+# its bindings); cryptography, which paramiko imports anyway, makes the same check. While paramiko
+# is imported (unless PyNaCl already is), its ed25519 module gets this VerifyKey. Anything else it
+# asks of nacl (SigningKey, for private keys: ceo logs in with GSSAPI; the exceptions) is the real one.
+class _Ed25519VerifyKey:
+    """What paramiko uses of nacl.signing.VerifyKey, on cryptography's Ed25519."""
+
+    def __init__(self, key: bytes):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        self._bytes = bytes(key)
+        self._key = Ed25519PublicKey.from_public_bytes(self._bytes)  # ValueError unless 32 bytes
+
+    def encode(self) -> bytes:
+        return self._bytes
+
+    def verify(self, message: bytes, signature: bytes) -> bytes:
+        from cryptography.exceptions import InvalidSignature
+        try:
+            self._key.verify(bytes(signature), bytes(message))
+        except InvalidSignature:
+            import nacl.exceptions  # the class paramiko catches (a forged or corrupt signature)
+            raise nacl.exceptions.BadSignatureError("Signature was forged or corrupt") from None
+        return message
+
+    def __eq__(self, other):
+        return isinstance(other, _Ed25519VerifyKey) and other._bytes == self._bytes
+
+    def __hash__(self):
+        return hash(self._bytes)
+
+
+def _real_nacl(module: str):
+    """A stand-in's missing attribute: the real one (a submodule of nacl, or a name in one)."""
+    def attribute(name):
+        import importlib
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if not module:
+            return importlib.import_module(f"nacl.{name}")
+        return getattr(importlib.import_module(f"nacl.{module}"), name)
+    return attribute
 
 
 class _Deferred(type):

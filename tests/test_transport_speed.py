@@ -61,6 +61,39 @@ def test_paramikos_agent_proxy_and_sftp_classes_stand_in_until_used_then_are_the
     assert sftp == "SFTPClient.from_transport" and proxy_module == "paramiko.proxy" and is_proxy
 
 
+def test_ed25519_host_keys_are_checked_with_cryptography_not_pynacl_and_forgeries_refused():
+    code = textwrap.dedent("""
+        import json, sys
+        from ceo.transport import _import_paramiko
+        paramiko = _import_paramiko()
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        secret = Ed25519PrivateKey.generate()
+        raw = secret.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        blob = paramiko.Message(); blob.add_string("ssh-ed25519"); blob.add_string(raw)
+        key = paramiko.Ed25519Key(data=blob.asbytes())
+        nacl_before = [m for m in sys.modules if m.startswith("nacl")]
+        def sig(data):
+            m = paramiko.Message(); m.add_string("ssh-ed25519"); m.add_string(secret.sign(data)); m.rewind(); return m
+        good = key.verify_ssh_sig(b"exchange hash", sig(b"exchange hash"))
+        other = key.verify_ssh_sig(b"another hash", sig(b"exchange hash"))
+        forged = bytearray(sig(b"exchange hash").asbytes()); forged[-1] ^= 1
+        tampered = key.verify_ssh_sig(b"exchange hash", paramiko.Message(bytes(forged)))
+        same = key == paramiko.Ed25519Key(data=blob.asbytes()) and hash(key) == hash(paramiko.Ed25519Key(data=blob.asbytes()))
+        import nacl.signing  # the real one agrees
+        real = nacl.signing.VerifyKey(raw).verify(b"exchange hash", secret.sign(b"exchange hash")) == b"exchange hash"
+        try:
+            paramiko.Ed25519Key(data=(lambda m: (m.add_string("ssh-ed25519"), m.add_string(raw[:31]), m)[2])(paramiko.Message()).asbytes())
+            short = "accepted"
+        except ValueError:
+            short = "refused"
+        print(json.dumps([nacl_before, good, other, tampered, same, real, key.asbytes() == blob.asbytes(), short]))
+    """)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [[], True, False, False, True, True, True, "refused"]
+
+
 def test_the_collector_is_off_for_a_runs_start_and_on_once_a_helper_has_said_hello(cluster):
     """ceo.cli turns the cycle collector off while it imports (its passes are ~10% of the start)
     and transport.started() turns it on again, with the start's objects frozen, at the hello."""
