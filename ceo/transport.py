@@ -265,8 +265,9 @@ def _module(name: str, **attrs):
 def _import_paramiko():
     """paramiko, without the imports it makes for nothing we use: invoke (for `Match exec`,
     ~50 ms), importlib.metadata (only to set __version__, ~25 ms: we read the version from its
-    dist-info's name instead), and its SSH agent, ProxyCommand and SFTP modules (~4 ms, with
-    tempfile and subprocess), whose classes stand in until first used (_Deferred). If anything
+    dist-info's name instead), its SSH agent, ProxyCommand and SFTP modules (~4 ms, with
+    tempfile and subprocess) and pathlib, whose classes stand in until first used (_Deferred),
+    and PyNaCl (_Ed25519VerifyKey). If anything
     else needs the real importlib.metadata, the import is made again the ordinary way."""
     import importlib
     sys.modules.setdefault("invoke", None)
@@ -290,18 +291,19 @@ def _import_paramiko():
     return paramiko
 
 
-# The modules of paramiko that a session to a helper never uses, and the names paramiko's own
-# modules import from them.
+# The modules that paramiko imports and a session to a helper never uses, and the names paramiko's
+# own modules import from them. pathlib (~3 ms, with urllib.parse and ipaddress) is for private key
+# files; nothing else in a run imports it (where something had, as the UI has, it is the real one).
 _PARAMIKO_UNUSED = {
-    "agent": ("Agent", "AgentKey"), "proxy": ("ProxyCommand",), "sftp_client": ("SFTP", "SFTPClient"),
-    "sftp_server": ("SFTPServer",), "sftp_attr": ("SFTPAttributes",), "sftp_handle": ("SFTPHandle",),
-    "sftp_si": ("SFTPServerInterface",), "sftp_file": ("SFTPFile",)}
+    "paramiko.agent": ("Agent", "AgentKey"), "paramiko.proxy": ("ProxyCommand",),
+    "paramiko.sftp_client": ("SFTP", "SFTPClient"), "paramiko.sftp_server": ("SFTPServer",),
+    "paramiko.sftp_attr": ("SFTPAttributes",), "paramiko.sftp_handle": ("SFTPHandle",),
+    "paramiko.sftp_si": ("SFTPServerInterface",), "paramiko.sftp_file": ("SFTPFile",), "pathlib": ("Path",)}
 
 
 def _deferred_paramiko() -> dict:
-    deferred = {f"paramiko.{module}": _module(f"paramiko.{module}", **{
-        name: _Deferred(name, (), {"_module": f"paramiko.{module}", "__module__": f"paramiko.{module}"})
-        for name in names})
+    deferred = {module: _module(module, **{
+        name: _Deferred(name, (), {"_module": module, "__module__": module}) for name in names})
         for module, names in _PARAMIKO_UNUSED.items()}
     if not any(m == "nacl" or m.startswith("nacl.") for m in sys.modules):
         signing = _module("nacl.signing", VerifyKey=_Ed25519VerifyKey, __getattr__=_real_nacl("signing"))

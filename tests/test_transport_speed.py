@@ -43,21 +43,23 @@ def test_paramikos_agent_proxy_and_sftp_classes_stand_in_until_used_then_are_the
         import json, sys
         from ceo.transport import _import_paramiko
         paramiko = _import_paramiko()
-        deferred = [m for m in sys.modules if m.startswith(("paramiko.agent", "paramiko.proxy", "paramiko.sftp_"))]
+        deferred = [m for m in sys.modules if m.startswith(("paramiko.agent", "paramiko.proxy", "paramiko.sftp_", "pathlib"))]
+        path = paramiko.pkey.Path("/etc")  # a private key's file (PKey.from_path): the real pathlib
+        real_path = [type(path).__module__, path.is_dir(), isinstance(path, paramiko.pkey.Path)]
         agent = paramiko.Agent()  # made as paramiko's client makes it (allow_agent)
         real_agent = type(agent).__module__, isinstance(agent, paramiko.Agent), isinstance(1, paramiko.Agent)
         agent.close()
         sftp = paramiko.SFTPClient.from_transport.__qualname__
         import paramiko.proxy  # an ordinary import later is the real module
-        print(json.dumps([deferred, real_agent, sftp, paramiko.proxy.ProxyCommand.__module__,
+        print(json.dumps([deferred, real_path, real_agent, sftp, paramiko.proxy.ProxyCommand.__module__,
                           isinstance(paramiko.proxy.ProxyCommand.__new__(paramiko.proxy.ProxyCommand),
                                      paramiko.ProxyCommand)]))
     """)
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # Agent() asks no agent
     proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    deferred, real_agent, sftp, proxy_module, is_proxy = json.loads(proc.stdout)
-    assert deferred == [] and real_agent == ["paramiko.agent", True, False]
+    deferred, real_path, real_agent, sftp, proxy_module, is_proxy = json.loads(proc.stdout)
+    assert deferred == [] and real_path == ["pathlib", True, True] and real_agent == ["paramiko.agent", True, False]
     assert sftp == "SFTPClient.from_transport" and proxy_module == "paramiko.proxy" and is_proxy
 
 
