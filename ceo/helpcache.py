@@ -27,15 +27,8 @@ def path() -> str:
 
 def _context() -> str:
     """What the text depends on besides files (`ceo --help` alone: $CEO_CONFIG names the config)."""
-    try:
-        width = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        width = 0
-    if width <= 0:  # as shutil.get_terminal_size, which argparse asks
-        try:
-            width = os.get_terminal_size(sys.__stdout__.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            width = 0
+    from .cli import columns  # the width the text was made for
+    width = columns()
     parts = [sys.version, sys.executable, os.environ.get("CEO_CONFIG", ""), str(width), *sys.path,
              *(os.environ.get(v, "") for v in _LANGUAGE)]
     return "\x1f".join(parts)

@@ -155,3 +155,30 @@ def test_a_verb_parsed_alone_parses_and_helps_as_among_all_its_plugins_verbs(ver
         argv = shlex.split(example, comments=True)[1:]
         if argv[:2] == [name, verb.name]:
             assert vars(alone.parse_args(argv)) == vars(among.parse_args(argv)), example
+
+
+def test_help_wraps_at_the_terminals_width_as_argparse_would_but_without_shutil():
+    import json
+    import os
+    import subprocess
+    import sys
+    code = ("import json, sys, argparse\n"
+            "from ceo.cli import build_parser\n"
+            "from ceo.discovery import discover\n"
+            "registry = discover(None, lazy=True)\n"
+            "registry.plugin('members')  # as a command line naming it loads it\n"
+            "text = build_parser(registry, 'members', verb='add').format_help()\n"
+            "ours = 'shutil' in sys.modules\n"
+            "import shutil\n"
+            "print(json.dumps([max(map(len, text.splitlines())), len(text.splitlines()), ours,\n"
+            "                  shutil.get_terminal_size().columns]))\n")
+    seen = {}
+    for width in ("50", "200", ""):
+        env = {**os.environ, "COLUMNS": width}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        seen[width] = json.loads(proc.stdout)
+    assert seen["50"][0] <= 50 < seen["200"][0] and seen["50"][1] > seen["200"][1]
+    assert [s[2] for s in seen.values()] == [False, False, False]  # shutil was not imported for it
+    assert seen[""][3] == 80 and seen[""][0] <= 80  # no terminal, no $COLUMNS: 80, as shutil says
