@@ -11,7 +11,6 @@ connection) or a maintenance account (ceo/policy.py, `# --- maintenance`).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 
 from ceo import policy
@@ -69,6 +68,7 @@ def dates(ctx):
     today = T.clock(ctx.config)
     now = T.current(today)
     grace = int(ctx.config.get("maintenance", "expire_grace_days", str(GRACE_DAYS)))
+    import datetime  # here: every `ceo members ...` imports this module, and only the jobs need it
     return today, now, T.start(now) + datetime.timedelta(days=grace)
 
 
@@ -232,6 +232,7 @@ REMIND_BATCH = 50  # members recorded, then emailed, at a time: what a run that 
 
 
 def _stamp() -> str:
+    import datetime
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
