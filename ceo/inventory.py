@@ -26,9 +26,11 @@ _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 # whole token is the name. (Our IPv6 test is looser than Ansible's full grammar.)
 _BRACKETED_PORT = re.compile(r"\[(.+)\]:([0-9]+)")
 _HOST_PORT = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)")
-_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+# Letters in both cases spelled out, not re.I: with Unicode \w, re.I makes this pattern take
+# ~1.4 ms to compile instead of ~0.3, on every run (\w has both cases anyway).
+_RANGE = r"\[(?:[a-zA-Z]:[a-zA-Z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
 _LABEL = rf"(?:\w|{_RANGE})(?:[\w-]|{_RANGE})*(?<![_-])"
-_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.I)
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _IPV6 = re.compile(r"(?=.*:.*:)[0-9a-f.:\[\]]+", re.I)
 
 ROLES = ("ldap", "kerberos", "homes", "databases", "mail")

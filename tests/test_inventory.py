@@ -650,3 +650,14 @@ def test_bad_inventory(name, tmp_path, ansible_verdicts):
         rc, out, err = ansible_verdicts[name]
         assert rc == 1, f"ansible-inventory did not reject it with its error status 1 ({rc}):\n{out}{err}"
         assert "Failed to parse inventory" in err
+
+
+@pytest.mark.parametrize("token", ["web1", "WEB[A:C].example", "db[a:c]", "x[01:10:2]-y", "café.example", "a_b",
+                                   "bad-", "-bad", "a..b", "h[A:c]", "[::1]", "web[1]", "ünï[1:3]"])
+def test_a_host_name_is_recognised_as_by_ansibles_case_insensitive_pattern(token):
+    import re
+    from ceo import inventory
+    rng = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+    label = rf"(?:\w|{rng})(?:[\w-]|{rng})*(?<![_-])"
+    ansible = re.compile(rf"{label}(?:\.{label})*", re.I | re.U)
+    assert bool(inventory._HOSTNAME.fullmatch(token)) == bool(ansible.fullmatch(token))
