@@ -302,20 +302,23 @@ _PARAMIKO_UNUSED = {
 
 
 def _deferred_paramiko() -> dict:
-    deferred = {module: _module(module, **{
-        name: _Deferred(name, (), {"_module": module, "__module__": module}) for name in names})
-        for module, names in _PARAMIKO_UNUSED.items()}
+    deferred = {module: _module(module, **{name: _deferred(module, name) for name in names})
+                for module, names in _PARAMIKO_UNUSED.items()}
     if not any(m == "nacl" or m.startswith("nacl.") for m in sys.modules):
-        signing = _module("nacl.signing", VerifyKey=_Ed25519VerifyKey, __getattr__=_real_nacl("signing"))
-        deferred.update({"nacl": _module("nacl", signing=signing, __getattr__=_real_nacl("")),
-                         "nacl.signing": signing})
+        signing = _module("nacl.signing", VerifyKey=_Ed25519VerifyKey,
+                          SigningKey=_deferred("nacl.signing", "SigningKey"))
+        deferred.update({"nacl": _module("nacl", signing=signing, __getattr__=_real_nacl), "nacl.signing": signing})
     return deferred
+
+
+def _deferred(module: str, name: str) -> type:
+    return _Deferred(name, (), {"_module": module, "__module__": module})
 
 
 # paramiko checks an ed25519 host key's signatures with PyNaCl (~5 ms of imports: libsodium and
 # its bindings); cryptography, which paramiko imports anyway, makes the same check. While paramiko
-# is imported (unless PyNaCl already is), its ed25519 module gets this VerifyKey. Anything else it
-# asks of nacl (SigningKey, for private keys: ceo logs in with GSSAPI; the exceptions) is the real one.
+# is imported (unless PyNaCl already is), its ed25519 module gets this VerifyKey; SigningKey (for
+# private keys: ceo logs in with GSSAPI) and nacl.exceptions are the real ones when first used.
 class _Ed25519VerifyKey:
     """What paramiko uses of nacl.signing.VerifyKey, on cryptography's Ed25519."""
 
@@ -343,16 +346,12 @@ class _Ed25519VerifyKey:
         return hash(self._bytes)
 
 
-def _real_nacl(module: str):
-    """A stand-in's missing attribute: the real one (a submodule of nacl, or a name in one)."""
-    def attribute(name):
-        import importlib
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if not module:
-            return importlib.import_module(f"nacl.{name}")
-        return getattr(importlib.import_module(f"nacl.{module}"), name)
-    return attribute
+def _real_nacl(name: str):
+    """The stand-in nacl's other submodules (nacl.exceptions, whose class paramiko catches) are the real ones."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    import importlib
+    return importlib.import_module(f"nacl.{name}")
 
 
 class _Deferred(type):
