@@ -160,6 +160,24 @@ def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_us
     assert [kind for kind, _ in events] == ["start", "start", "end", "end"], events
 
 
+def test_the_one_host_twin_of_twohosts_opens_only_its_one_session(cluster, as_user, testkit):
+    """The speed bench's baseline for what a second host adds: the same plugin and composite
+    path as twohosts, one role fewer."""
+    from ceo.discovery import discover
+    from ceo.runner import run_verb
+    as_user("ofstaff")
+    verb = discover(Config.load("/etc/csc/ceo.ini").get("plugins", "site_dir")).verb("testkit", "onehost")
+    assert verb.roles == ("ldap",)
+    run = _run(cluster)
+    try:
+        result = run_verb(run, verb, {})
+        hosts = sorted(run.pool.sessions)
+    finally:
+        run.close()
+    assert result == {"ldap": "phosphoric-acid.csclub.internal"}
+    assert hosts == ["phosphoric-acid.csclub.internal"]
+
+
 def test_a_started_session_that_fails_gives_its_own_error_once_and_is_not_tried_again(cluster, as_user,
                                                                                         monkeypatch, tmp_path):
     from ceo import transport

@@ -202,3 +202,9 @@ def sqlfail(ctx, engine, password):
                   roles=("ldap", "databases"))
 def twohosts(run):
     return {role: run.call("doctor.ping", {}, role=role)["host"] for role in ("ldap", "databases")}
+
+
+@plugin.composite("onehost", "Ask the ldap host as twohosts does: its one-host twin (the speed bench's baseline)",
+                  roles=("ldap",))
+def onehost(run):
+    return {"ldap": run.call("doctor.ping", {}, role="ldap")["host"]}
