@@ -273,6 +273,7 @@ def _import_paramiko():
     sys.modules.setdefault("invoke", None)
     if "paramiko" in sys.modules or "importlib.metadata" in sys.modules:
         import paramiko
+        _quiet_logs()
         return paramiko
     stub = type(sys)("importlib.metadata")
     stub.version = _dist_version
@@ -288,7 +289,18 @@ def _import_paramiko():
         del sys.modules["importlib.metadata"], importlib.metadata
     if stub is None:
         import paramiko
+    _quiet_logs()
     return paramiko
+
+
+def _quiet_logs():
+    """paramiko's thread logs a failed handshake (a host that is not an SSH server, say) with its
+    traceback before raising it to us; with no handler, Python would print that to stderr. What
+    went wrong reaches the user as the exception, in one line."""
+    import logging
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 # The modules that paramiko imports and a session to a helper never uses, and the names paramiko's

@@ -215,6 +215,28 @@ def test_unreachable_host_is_named_with_its_role(cluster, tmp_path):
     assert len(proc.stderr.splitlines()) == 1
 
 
+def test_a_host_that_does_not_speak_ssh_is_one_line_without_paramikos_traceback(cluster, tmp_path):
+    """A wrong port in the inventory: paramiko's thread logs the failed handshake with a
+    traceback, which Python would print to stderr were paramiko's logger left without a handler."""
+    import socket
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_and_hang_up():
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    threading.Thread(target=answer_and_hang_up, daemon=True).start()
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(f"[ldap]\nphosphoric-acid.csclub.internal ansible_host=127.0.0.1 ansible_port={port}\n")
+    proc = ceo(cluster, "ofstaff", "-i", str(inv), "doctor", "ping")
+    assert proc.returncode == 1, proc
+    assert proc.stderr == ("ceo: SSH to phosphoric-acid.csclub.internal (ldap) failed: "
+                           "Error reading SSH protocol banner\n"), proc.stderr
+
+
 def test_locked_account_is_refused_with_a_clear_message(cluster):
     proc = ceo(cluster, "expired1", "doctor", "ping")
     assert proc.returncode == 3 and "refused the login" in proc.stderr and "Traceback" not in proc.stderr
