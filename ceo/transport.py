@@ -265,9 +265,9 @@ def _module(name: str, **attrs):
 def _import_paramiko():
     """paramiko, without the imports it makes for nothing we use: invoke (for `Match exec`,
     ~50 ms), importlib.metadata (only to set __version__, ~25 ms: we read the version from its
-    dist-info's name instead), its SSH agent, ProxyCommand and SFTP modules (~4 ms, with
-    tempfile and subprocess) and pathlib, whose classes stand in until first used (_Deferred),
-    and PyNaCl (_Ed25519VerifyKey). If anything
+    dist-info's name instead), its SSH agent, ProxyCommand, SFTP and ssh-config modules (~5 ms,
+    with tempfile and subprocess) and pathlib, whose classes stand in until first used (_Deferred),
+    logging and traceback (_QuietLogger), and PyNaCl (_Ed25519VerifyKey). If anything
     else needs the real importlib.metadata, the import is made again the ordinary way."""
     import importlib
     sys.modules.setdefault("invoke", None)
@@ -296,7 +296,10 @@ def _import_paramiko():
 def _quiet_logs():
     """paramiko's thread logs a failed handshake (a host that is not an SSH server, say) with its
     traceback before raising it to us; with no handler, Python would print that to stderr. What
-    went wrong reaches the user as the exception, in one line."""
+    went wrong reaches the user as the exception, in one line. (Where logging was not imported
+    before paramiko, its loggers are _QuietLogger: nothing to do.)"""
+    if "logging" not in sys.modules:
+        return
     import logging
     logger = logging.getLogger("paramiko")
     if not logger.handlers:
@@ -310,12 +313,20 @@ _PARAMIKO_UNUSED = {
     "paramiko.agent": ("Agent", "AgentKey"), "paramiko.proxy": ("ProxyCommand",),
     "paramiko.sftp_client": ("SFTP", "SFTPClient"), "paramiko.sftp_server": ("SFTPServer",),
     "paramiko.sftp_attr": ("SFTPAttributes",), "paramiko.sftp_handle": ("SFTPHandle",),
-    "paramiko.sftp_si": ("SFTPServerInterface",), "paramiko.sftp_file": ("SFTPFile",), "pathlib": ("Path",)}
+    "paramiko.sftp_si": ("SFTPServerInterface",), "paramiko.sftp_file": ("SFTPFile",), "pathlib": ("Path",),
+    "paramiko.config": ("SSHConfig", "SSHConfigDict")}  # ~/.ssh/config: ceo's inventory names every host
 
 
 def _deferred_paramiko() -> dict:
     deferred = {module: _module(module, **{name: _deferred(module, name) for name in names})
                 for module, names in _PARAMIKO_UNUSED.items()}
+    deferred["paramiko.config"].SSH_PORT = 22  # paramiko.client's one other name from it
+    # paramiko logs to loggers that ceo gives no handler (_quiet_logs), and formats tracebacks
+    # only for them: its loggers are _QuietLogger, and logging and traceback (~2.5 ms) are not
+    # imported for them. Any other name of theirs is the real module's.
+    deferred["logging"] = _module("logging", DEBUG=10, INFO=20, WARNING=30, ERROR=40, CRITICAL=50,
+                                  getLogger=lambda name=None: _QUIET, __getattr__=_from_real("logging"))
+    deferred["traceback"] = _module("traceback", __getattr__=_from_real("traceback"))
     if not any(m == "nacl" or m.startswith("nacl.") for m in sys.modules):
         signing = _module("nacl.signing", VerifyKey=_Ed25519VerifyKey,
                           SigningKey=_deferred("nacl.signing", "SigningKey"))
@@ -356,6 +367,32 @@ class _Ed25519VerifyKey:
 
     def __hash__(self):
         return hash(self._bytes)
+
+
+class _QuietLogger:
+    """What paramiko gets of logging.getLogger() when ceo imports it: its messages go nowhere."""
+
+    def _nothing(self, *args, **kwargs):
+        pass
+
+    log = debug = info = warning = error = critical = exception = addFilter = addHandler = setLevel = _nothing
+    handlers = ()
+
+    def isEnabledFor(self, level):  # noqa: N802 (logging's name)
+        return False
+
+
+_QUIET = _QuietLogger()
+
+
+def _from_real(module: str):
+    """A stand-in module's fallback: any other name is the real module's, imported then."""
+    def attribute(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        import importlib
+        return getattr(importlib.import_module(module), name)
+    return attribute
 
 
 def _real_nacl(name: str):

@@ -228,6 +228,7 @@ def test_a_host_that_does_not_speak_ssh_is_one_line_without_paramikos_traceback(
             conn, _ = listener.accept()
             with conn:
                 conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                conn.recv(100)  # its banner: hung up on with nothing unread, the close is no reset
     threading.Thread(target=answer_and_hang_up, daemon=True).start()
     inv = tmp_path / "hosts.ini"
     inv.write_text(f"[ldap]\nphosphoric-acid.csclub.internal ansible_host=127.0.0.1 ansible_port={port}\n")

@@ -63,6 +63,49 @@ def test_paramikos_agent_proxy_and_sftp_classes_stand_in_until_used_then_are_the
     assert sftp == "SFTPClient.from_transport" and proxy_module == "paramiko.proxy" and is_proxy
 
 
+@pytest.mark.parametrize("logging_first", [False, True])
+def test_paramikos_loggers_say_nothing_whether_or_not_logging_was_imported_before_it(logging_first):
+    """Without logging imported (a `ceo` run), paramiko's loggers are quiet stand-ins and neither
+    logging, traceback nor its ssh-config module is imported; with it (the UI, a library user),
+    its real loggers get a NullHandler. Either way a failed handshake prints nothing, and what
+    else paramiko uses of these modules is the real thing."""
+    code = textwrap.dedent(f"""
+        import json, socket, sys, threading
+        if {logging_first}:
+            import logging
+        from ceo.transport import _import_paramiko
+        paramiko = _import_paramiko()
+        loaded = [m for m in ("logging", "traceback", "paramiko.config") if m in sys.modules]
+        listener = socket.create_server(("127.0.0.1", 0))
+        def answer_and_hang_up():
+            conn, _ = listener.accept()
+            conn.sendall(b"HTTP/1.1 400 Bad Request\\r\\n\\r\\n")
+            conn.recv(100)  # its banner: hung up on with nothing unread, the close is no reset
+            conn.close()
+        threading.Thread(target=answer_and_hang_up).start()
+        transport = paramiko.Transport(socket.create_connection(listener.getsockname()))
+        try:
+            transport.start_client(timeout=5)
+            error = None
+        except paramiko.SSHException as exc:
+            error = str(exc)
+        transport.close()
+        port = paramiko.SSHConfig.from_text("Host x\\n  Port 2222\\n").lookup("x")["port"]
+        try:
+            raise ValueError("for tb_strings")
+        except ValueError:
+            lines = paramiko.util.tb_strings()
+        import logging
+        print(json.dumps([loaded, error, port, lines[0], logging.getLogger("paramiko").__class__.__name__]))
+    """)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    loaded, error, port, first_line, logger = json.loads(proc.stdout)
+    assert loaded == (["logging", "traceback"] if logging_first else [])
+    assert error == "Error reading SSH protocol banner" and port == "2222"
+    assert first_line == "Traceback (most recent call last):" and logger == "Logger"
+
+
 def test_ed25519_host_keys_are_checked_with_cryptography_not_pynacl_and_forgeries_refused():
     code = textwrap.dedent("""
         import json, sys
