@@ -145,13 +145,17 @@ def _scalar(v) -> str:
 # Text from LDAP or Mailman (names, descriptions, shells) reaches staff terminals: control
 # characters (escape sequences that retitle, recolour or rewrite the screen) and the Unicode
 # bidirectional overrides (which reorder what is shown) are printed as visible escapes.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# (Compiled, by re's cache, only for text that is not printable ASCII.)
+_UNSAFE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 
 
 def plain(text) -> str:
     """Text made safe for a terminal."""
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xff else f"\\x{ord(m.group()):02x}",
-                       str(text))
+    text = str(text)
+    if text.isascii() and text.isprintable():  # ASCII's only unsafe characters are the controls
+        return text
+    return re.sub(_UNSAFE, lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xff else f"\\x{ord(m.group()):02x}",
+                  text)
 
 
 def safe(text) -> str:

@@ -31,18 +31,21 @@ from .errors import BadInput
 from .policy import ROLES
 
 INVENTORY_ROLES = ("ldap", "kerberos", "homes", "databases", "mail")  # ceo.inventory.ROLES, without its imports
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Patterns compiled (by re's cache) only for text that is not ASCII: ~0.5 ms off every run.
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 # Characters that change how text is shown, not what it says: the bidirectional
 # controls (which reorder a line on every screen that shows it), zero-width and invisible marks.
-_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_INVISIBLE = "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
 MAX_MARKS = 2  # combining marks on one letter: a real name needs one or two (ệ), "Zalgo" text dozens
 
 
 def unsafe_text(value: str) -> str | None:
     """What is wrong with a text value shown to people and stored in LDAP, or None."""
-    if _CONTROL.search(value):
+    if value.isascii():  # its only unprintable characters are the controls; no marks of any kind
+        return None if value.isprintable() else "contains a control character (newline?)"
+    if re.search(_CONTROL, value):
         return "contains a control character (newline?)"
-    if _INVISIBLE.search(value):
+    if re.search(_INVISIBLE, value):
         return "contains an invisible or bidirectional formatting character"
     if any(ord(c) >= 0x300 for c in value):  # only then: unicodedata costs an import
         import unicodedata

@@ -185,3 +185,20 @@ def test_emoji_codes_in_a_value_are_printed_as_typed(capsys):
     out.err_console.print("x :smile:")
     got = capsys.readouterr()
     assert "Bob :smile: :thumbs_up:" in got.out and "bob:smile:[b]" in got.out and "x :smile:" in got.err, got
+
+
+def test_printable_ascii_is_shown_as_is_and_anything_else_as_the_pattern_escapes_it():
+    """plain() skips its pattern for printable ASCII: what it returns must be the pattern's."""
+    from hypothesis import given, settings, strategies as st
+    from ceo import output
+
+    def escaped(text):
+        return re.sub(output._UNSAFE, lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xff
+                      else f"\\x{ord(m.group()):02x}", text)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(alphabet=st.characters(max_codepoint=0x7f)) | st.text(max_size=8))
+    def check(text):
+        assert output.plain(text) == escaped(text)
+    check()
+    assert output.plain("\x1b]0;pwned\x07 \u202egnp") == "\\x1b]0;pwned\\x07 \\u202egnp"

@@ -31,3 +31,18 @@ def test_a_blank_value_is_refused_unless_the_pattern_allows_it(value):
     with pytest.raises(BadInput, match="cn: is empty"):
         Str("cn").convert(value)
     assert Str("holder", pattern=r"([a-z]+)?").convert("") == ""  # positions: '' means nobody
+
+
+
+def test_ascii_text_is_judged_as_the_patterns_would_judge_it_without_them():
+    """ASCII text skips the patterns (and their compiling): the verdict must be theirs."""
+    import re
+    from hypothesis import given, settings, strategies as st
+    from ceo import plugin
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(alphabet=st.characters(max_codepoint=0x7f)))
+    def check(value):
+        control = re.search(plugin._CONTROL, value) or re.search(plugin._INVISIBLE, value)
+        assert unsafe_text(value) == ("contains a control character (newline?)" if control else None)
+    check()
