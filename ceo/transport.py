@@ -55,6 +55,7 @@ class Session:
     def __init__(self, host, roles, config):
         self.host, self.roles, self.config = host, roles, config
         self.next_id = 0
+        self.unanswered = 0  # requests sent whose reply has not been read (see close())
         self.hello = None
         self.error = None  # why it could not be opened, for whoever waited for it
         self.lock = threading.Lock()
@@ -63,7 +64,8 @@ class Session:
     def where(self) -> str:
         return f"{self.host.name} ({', '.join(self.roles) or 'no role'})"
 
-    # Transports provide: _open() -> None, _write(bytes), _readline() -> bytes, close()
+    # Transports provide: _open() -> None, _write(bytes), _readline() -> bytes, finish(),
+    # _wait_for_exit(seconds) and _end()
     def open(self):
         self._open()
         self._write(encode(client_hello()))
@@ -98,8 +100,17 @@ class Session:
         return True
 
     def finish(self):
-        """No more requests: the helper gets its end of input and ends, while the client goes on
-        (close() then waits for it)."""
+        """No more requests: the helper gets its end of input and ends, while the client goes on."""
+
+    def close(self):
+        """Close the session. The helper ends on its end of input: once every request has its
+        reply it has nothing left to do, and its exit (with sudo's, sshd's: ~4 ms) is not waited
+        for. A request still unanswered (an interrupted run) may be being undone: that is waited
+        for (never for ever), so that when ceo exits the helper is done with what it was asked."""
+        self.finish()
+        if self.unanswered:
+            self._wait_for_exit(10)
+        self._end()
 
     def request(self, plugin: str, verb: str, args: dict, check: bool = False, on_event=None, keep=False):
         """One request; events go to on_event as they arrive. Returns the result or raises.
@@ -122,9 +133,11 @@ class Session:
             self.next_id += 1
             rid = self.last_id = self.next_id
             self._write(encode({"id": rid, **message}))
+            self.unanswered += 1
             while True:
                 msg = self._read_message(rid)
                 if msg.get("id") is None and "error" in msg:  # the helper could not tell whose
+                    self.unanswered -= 1
                     return self._outcome(msg)
                 if msg.get("id") != rid:
                     continue
@@ -132,6 +145,7 @@ class Session:
                     if on_event:
                         on_event(self, msg["event"])
                     continue
+                self.unanswered -= 1
                 return self._outcome(msg)
 
     def stream(self, requests, on_reply, on_event=None, stop=None, window=PIPELINE_WINDOW) -> tuple[int, bool]:
@@ -151,6 +165,7 @@ class Session:
                         pending[self.next_id] = sent
                         self._write(encode({"id": self.next_id, "plugin": plugin, "verb": verb,
                                             "args": args, "check": check}))
+                        self.unanswered += 1
                         sent += 1
                     if not pending:
                         return sent, sent < len(requests)
@@ -165,6 +180,7 @@ class Session:
                             on_event(self, msg["event"], index)
                         continue
                     del pending[msg["id"]]
+                    self.unanswered -= 1
                     try:
                         on_reply(index, self._outcome(msg))
                     except CeoError as err:
@@ -552,12 +568,13 @@ class ParamikoSession(Session):
         except Exception:
             pass
 
-    def close(self):
-        self.finish()
+    def _wait_for_exit(self, seconds):
         try:
-            self.channel.status_event.wait(10)  # the helper ends on EOF; never wait for ever
+            self.channel.status_event.wait(seconds)
         except Exception:
             pass
+
+    def _end(self):
         self.client.close()
 
 
@@ -606,12 +623,14 @@ class _ProcessSession(Session):
         except Exception:
             pass
 
-    def close(self):
-        self.finish()
+    def _wait_for_exit(self, seconds):
         try:
-            self.proc.wait(10)
+            self.proc.wait(seconds)
         except Exception:
             self.proc.kill()
+
+    def _end(self):
+        self.proc.poll()  # reaped if it has ended; if not, subprocess reaps it later
 
 
 class OpenSSHSession(_ProcessSession):

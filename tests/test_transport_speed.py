@@ -106,6 +106,61 @@ def test_paramikos_loggers_say_nothing_whether_or_not_logging_was_imported_befor
     assert first_line == "Traceback (most recent call last):" and logger == "Logger"
 
 
+class _Scripted:
+    """A Session's transport half, scripted (pure logic): the helper's lines, then its end."""
+
+    def __init__(self, lines, interrupt_after=None):
+        self.lines, self.sent, self.calls, self.interrupt_after = list(lines), [], [], interrupt_after
+
+    def _write(self, data):
+        self.sent.append(json.loads(data))
+
+    def _readline(self):
+        if self.interrupt_after is not None and len(self.sent) > self.interrupt_after:
+            raise KeyboardInterrupt  # Ctrl-C while a reply is awaited
+        return (json.dumps(self.lines.pop(0)) + "\n").encode() if self.lines else b""
+
+    def finish(self):
+        self.calls.append("finish")
+
+    def _wait_for_exit(self, seconds):
+        self.calls.append(("wait", seconds))
+
+    def _end(self):
+        self.calls.append("end")
+
+
+def _scripted_session(lines, interrupt_after=None):
+    from ceo import transport
+    cls = type("ScriptedSession", (_Scripted, transport.Session), {})
+    session = cls.__new__(cls)
+    transport.Session.__init__(session, None, (), None)
+    _Scripted.__init__(session, lines, interrupt_after)
+    return session
+
+
+def test_a_session_whose_requests_are_all_answered_closes_without_waiting_for_the_helpers_exit():
+    session = _scripted_session([{"id": 1, "event": "half way"}, {"id": 1, "result": "a"},
+                                 {"id": 2, "error": {"name": "BadInput", "message": "no", "exit": 2}},
+                                 {"id": 3, "result": "c"}, {"id": 4, "result": "d"}])
+    assert session.request("p", "v", {}) == "a"
+    with pytest.raises(BadInput):
+        session.request("p", "v", {})
+    replies = {}
+    assert session.stream([("p", "v", {}, False)] * 2, replies.__setitem__) == (2, False)
+    assert replies == {0: "c", 1: "d"} and session.unanswered == 0
+    session.close()
+    assert session.calls == ["finish", "end"]
+
+
+def test_a_session_closed_with_a_request_unanswered_waits_for_the_helper_that_may_be_undoing_it():
+    session = _scripted_session([], interrupt_after=0)
+    with pytest.raises(KeyboardInterrupt):
+        session.request("members", "renew", {"uid": "x"})
+    session.close()
+    assert session.unanswered == 1 and session.calls == ["finish", ("wait", 10), "end"]
+
+
 def test_ed25519_host_keys_are_checked_with_cryptography_not_pynacl_and_forgeries_refused():
     code = textwrap.dedent("""
         import json, sys
