@@ -59,14 +59,15 @@ class Session:
             return pwd.getpwuid(os.getuid()).pw_name
         user, uid = os.environ["SUDO_USER"], os.environ.get("SUDO_UID", "")
         try:
-            if str(pwd.getpwnam(user).pw_uid) != uid:
-                raise NotPermitted(f"sudo reported {user!r} with uid {uid}, which does not match")
+            user_uid = pwd.getpwnam(user).pw_uid
         except KeyError:
             raise NotPermitted(f"unknown user {user!r}") from None
-        self.principal = self._check_realm(user)
+        if str(user_uid) != uid:
+            raise NotPermitted(f"sudo reported {user!r} with uid {uid}, which does not match")
+        self.principal = self._check_realm(user, user_uid)
         return user
 
-    def _check_realm(self, user: str) -> str | None:
+    def _check_realm(self, user: str, user_uid: int) -> str | None:
         """sshd's ExposeAuthInfo says which principal logged in: it must be user@OUR-REALM.
         Through sshd (its variables, which sudoers keeps, say so) the record must be there and be
         sshd's: a file named as sshd names it, which sshd writes as the user, mode 0600."""
@@ -82,7 +83,7 @@ class Session:
             raise not_sshds from None
         try:
             st = os.fstat(fd)
-            if (not stat.S_ISREG(st.st_mode) or st.st_uid != pwd.getpwnam(user).pw_uid or st.st_mode & 0o077
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != user_uid or st.st_mode & 0o077
                     or st.st_nlink != 1):
                 raise not_sshds
             methods = os.read(fd, 4096).decode("utf-8", "replace").split("\n")
