@@ -4,8 +4,9 @@ session starts its helper cold, as before.
 
     /path/to/venv/bin/python -m ceo.helperd      (as root, from the host's service manager)
 
-Only code is shared between sessions. The daemon imports modules and does nothing else before
-it forks: it reads no config, looks up no user, opens no connection. So each fork starts as a
+Only code is shared between sessions. The daemon imports modules (and has glibc load its NSS
+modules, by looking up a name no one has) and does nothing else before it forks: it reads no
+config, looks up no real user, opens no connection. So each fork starts as a
 cold helper would after its imports, and reads ceo.ini, the inventory, the caller's groups and
 its own connections anew. Who the caller is comes, as before, from sudo (its environment, which
 the shim passes on) and sshd: only root can hand a session over, because the socket's directory
@@ -49,6 +50,21 @@ def warm():
     ldap3()  # the ldap3 modules a bind, a search and a modify use
     from .discovery import discover
     discover(None).everything()  # every bundled and installed plugin's module; the registry is dropped
+    load_nss()
+
+
+def load_nss():
+    """glibc loads the NSS modules that nsswitch.conf names (libnss_ldap, libnss_sss...) at the
+    first lookup that reaches them: ~0.5 ms each session's helper would pay for its first
+    lookup. A name no one has reaches every source. glibc keeps no answers, and rereads
+    nsswitch.conf when it changes: every session's lookups still ask the directory."""
+    import grp
+    import pwd
+    for lookup in (pwd.getpwnam, grp.getgrnam):
+        try:
+            lookup("ceo-helperd-nss-probe")
+        except KeyError:
+            pass
 
 
 def fingerprint() -> list:
