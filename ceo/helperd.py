@@ -67,9 +67,13 @@ def load_nss():
             pass
 
 
-def fingerprint() -> list:
-    """Each imported file's identity: a change means newer code than what this process holds."""
-    files = sorted({f for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)})
+def imported_files() -> list[str]:
+    """The files of the modules imported (all of them by warm(): the daemon imports no more)."""
+    return sorted({f for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)})
+
+
+def fingerprint(files: list[str]) -> list:
+    """Each file's identity: a change means newer code than what this process holds."""
     out = []
     for path in files:
         try:
@@ -160,7 +164,8 @@ HANDOFF_TIMEOUT = 1.0  # a shim stopped between connect and send (^Z) must not h
 
 
 def serve(listener: socket.socket, path: str):
-    known = fingerprint()
+    files = imported_files()  # listed once: each session then only stats them (~0.5 ms, not ~1)
+    known = fingerprint(files)
     while True:
         try:
             conn, _ = listener.accept()
@@ -169,7 +174,7 @@ def serve(listener: socket.socket, path: str):
             time.sleep(0.1)
             continue
         try:
-            if fingerprint() != known:  # upgraded: this session is served cold, the next one warm
+            if fingerprint(files) != known:  # upgraded: this session is served cold, the next one warm
                 log("ceo-helperd: its code changed on disk; restarting")
                 conn.close()
                 listener.close()
