@@ -182,3 +182,32 @@ def test_help_wraps_at_the_terminals_width_as_argparse_would_but_without_shutil(
     assert seen["50"][0] <= 50 < seen["200"][0] and seen["50"][1] > seen["200"][1]
     assert [s[2] for s in seen.values()] == [False, False, False]  # shutil was not imported for it
     assert seen[""][3] == 80 and seen[""][0] <= 80  # no terminal, no $COLUMNS: 80, as shutil says
+
+
+def test_argparse_speaks_its_own_messages_without_gettext_which_is_real_for_anyone_after():
+    import json
+    import subprocess
+    import sys
+    code = ("import json, sys\n"
+            "from ceo import cli\n"
+            "said = []\n"
+            "for nargs, argv in ((2, ['--pair', 'a']), (1, ['--one']), (None, [])):\n"
+            "    parser = cli._Parser(prog='t')\n"
+            "    parser.add_argument('--pair', nargs=2)\n"
+            "    parser.add_argument('--one', nargs=1)\n"
+            "    parser.add_argument('need')\n"
+            "    parser.exit = lambda status=0, message=None: said.append((status, message)) or (_ for _ in ()).throw(SystemExit)\n"
+            "    try:\n"
+            "        parser.parse_args(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "loaded = 'gettext' in sys.modules\n"
+            "import gettext\n"
+            "print(json.dumps([said, loaded, gettext.__name__, hasattr(gettext, 'translation')]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    said, loaded, name, real = json.loads(proc.stdout)
+    assert said == [[2, "t: argument --pair: expected 2 arguments (see t --help)\n"],
+                    [2, "t: argument --one: expected 1 argument (see t --help)\n"],
+                    [2, "t: the following arguments are required: need (see t --help)\n"]], said
+    assert not loaded and name == "gettext" and real
