@@ -60,6 +60,12 @@ if [ ! -e .venv/.stamp-plugin ] || [ -n "$(changed .venv/.stamp-plugin)" ]; then
     rm -rf examples/plugin/build
     touch .venv/.stamp-plugin
 fi
+# setuptools only builds ceo and the plugin, and pip builds them in an isolated environment of
+# its own; left in the venv, its distutils-precedence.pth imports a module at every Python start
+# there (~0.5 ms of the client's and of every helper's: docs/deploy.md §1).
+if [ -n "$(ls .venv/lib/python3*/site-packages/distutils-precedence.pth 2>/dev/null)" ]; then
+    .venv/bin/pip uninstall -q -y setuptools
+fi
 if [ ! -x .venv-mailman/bin/mailman ] || [ sandbox/mailman-requirements.txt -nt .venv-mailman/.stamp ]; then
     [ -d .venv-mailman ] || "$py" -m venv .venv-mailman
     .venv-mailman/bin/pip install -q -r sandbox/mailman-requirements.txt
