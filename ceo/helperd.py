@@ -40,7 +40,8 @@ WARM = ("ceo.helper", "ceo.policy", "ceo.context", "ceo.discovery", "ceo.invento
 
 
 def warm():
-    """Import what sessions use, and only that: no call that reads the system or holds state."""
+    """Import what sessions use (and load the NSS modules), and only that: nothing that holds
+    state a session could see."""
     for name in WARM:
         try:
             importlib.import_module(name)
@@ -56,8 +57,10 @@ def warm():
 def load_nss():
     """glibc loads the NSS modules that nsswitch.conf names (libnss_ldap, libnss_sss...) at the
     first lookup that reaches them: ~0.5 ms each session's helper would pay for its first
-    lookup. A name no one has reaches every source. glibc keeps no answers, and rereads
-    nsswitch.conf when it changes: every session's lookups still ask the directory."""
+    lookup. A name no one has reaches every source. This process keeps no answer (glibc caches
+    none, and rereads nsswitch.conf when it changes): each session's lookups are made anew, as a
+    cold helper's are (by nslcd or sssd, and whatever caches the host has set up for them).
+    Should the directory not answer, the daemon starts late; sessions are served cold meanwhile."""
     import grp
     import pwd
     for lookup in (pwd.getpwnam, grp.getgrnam):

@@ -132,8 +132,8 @@ class Session:
         with self.lock:
             self.next_id += 1
             rid = self.last_id = self.next_id
+            self.unanswered += 1  # before it goes: a Ctrl-C may land between the two
             self._write(encode({"id": rid, **message}))
-            self.unanswered += 1
             while True:
                 msg = self._read_message(rid)
                 if msg.get("id") is None and "error" in msg:  # the helper could not tell whose
@@ -163,9 +163,9 @@ class Session:
                         plugin, verb, args, check = requests[sent]
                         self.next_id += 1
                         pending[self.next_id] = sent
+                        self.unanswered += 1
                         self._write(encode({"id": self.next_id, "plugin": plugin, "verb": verb,
                                             "args": args, "check": check}))
-                        self.unanswered += 1
                         sent += 1
                     if not pending:
                         return sent, sent < len(requests)
@@ -240,9 +240,10 @@ def started():
 
 
 class _StandIns:
-    """sys.modules entries standing in for modules not imported yet, while the block runs (in any
-    number of threads at once); each is taken away when its last user is done, so that a later
-    import is the real one."""
+    """sys.modules entries standing in for modules not imported yet, while the block runs (its
+    users may be several threads at once); each is taken away when its last user is done, so that
+    a later import is the real one. Any other thread importing such a module meanwhile would get
+    the stand-in: see import_ssh."""
     lock = threading.Lock()
     held: dict = {}  # name -> [stand-in, users]
 
@@ -278,6 +279,19 @@ def _module(name: str, **attrs):
     return m
 
 
+def import_ssh():
+    """gssapi and paramiko, imported now, in this thread. While paramiko is imported, sys.modules
+    holds stand-ins for widely used modules (logging, traceback, pathlib: _import_paramiko), and
+    another thread importing one of them meanwhile would keep the stand-in for good. So whoever
+    starts threads that open sessions while it goes on working (a composite verb, the UI's early
+    sign-in) imports these first; the threads then find them imported."""
+    _import_gssapi()
+    _import_paramiko()
+
+
+_PARAMIKO_IMPORT = threading.Lock()  # one thread imports it; the others wait until its stand-ins are gone
+
+
 def _import_paramiko():
     """paramiko, without the imports it makes for nothing we use: invoke (for `Match exec`,
     ~50 ms), importlib.metadata (only to set __version__, ~25 ms: we read the version from its
@@ -285,6 +299,11 @@ def _import_paramiko():
     with tempfile and subprocess) and pathlib, whose classes stand in until first used (_Deferred),
     logging and traceback (_QuietLogger), and PyNaCl (_Ed25519VerifyKey). If anything
     else needs the real importlib.metadata, the import is made again the ordinary way."""
+    with _PARAMIKO_IMPORT:
+        return _import_paramiko_alone()
+
+
+def _import_paramiko_alone():
     import importlib
     sys.modules.setdefault("invoke", None)
     if "paramiko" in sys.modules or "importlib.metadata" in sys.modules:
@@ -386,7 +405,9 @@ class _Ed25519VerifyKey:
 
 
 class _QuietLogger:
-    """What paramiko gets of logging.getLogger() when ceo imports it: its messages go nowhere."""
+    """What paramiko gets of logging.getLogger() when ceo imports it: its messages go nowhere, for
+    the process's life. (To see them, in a program using ceo as a library, import logging first:
+    paramiko then has the real loggers, which _quiet_logs gives only a NullHandler.)"""
 
     def _nothing(self, *args, **kwargs):
         pass
@@ -402,12 +423,16 @@ _QUIET = _QuietLogger()
 
 
 def _from_real(module: str):
-    """A stand-in module's fallback: any other name is the real module's, imported then."""
+    """A stand-in module's fallback: any other name is the real module's, imported then (once
+    the stand-in is gone from sys.modules: until then, an error, not a loop)."""
     def attribute(name: str):
         if name.startswith("__"):
             raise AttributeError(name)
         import importlib
-        return getattr(importlib.import_module(module), name)
+        real = importlib.import_module(module)
+        if getattr(real, "__getattr__", None) is attribute:
+            raise ImportError(f"{module} is stood in for while paramiko is imported (see import_ssh)")
+        return getattr(real, name)
     return attribute
 
 
@@ -750,6 +775,12 @@ class Pool:
         """Begin opening sessions to these hosts, each in a thread of its own, and return at once:
         a verb that will need several hosts pays for about one handshake, not one per host.
         Whoever then asks for a host waits for its opening, and gets its error if it failed."""
+        hosts = list(hosts)
+        if any(host.connection == "paramiko" for host in hosts):
+            try:
+                import_ssh()  # before the threads: this one goes on importing (see there)
+            except ImportError:
+                pass  # each opening says so
         for host in hosts:
             with self.lock:
                 if host.name in self.sessions:

@@ -354,3 +354,39 @@ def test_a_composite_verb_declares_only_inventory_roles():
     p = plugin.Plugin("x", "x")
     with pytest.raises(ValueError, match="unknown inventory role 'ldpa'"):
         p.composite("y", "y", roles=("ldap", "ldpa"))(lambda run: None)
+
+
+def test_sessions_opened_in_threads_find_paramiko_imported_and_no_stand_in_left_for_their_caller():
+    """Pool.start imports gssapi and paramiko in the calling thread before the openers start, so
+    that what the caller imports meanwhile (logging, say) is never one of the import's stand-ins;
+    and a stand-in asked for a name it lacks while it is in place says so, not a loop."""
+    code = textwrap.dedent("""
+        import json, sys
+        from ceo import transport
+        with transport._StandIns(transport._deferred_paramiko()):
+            import logging
+            try:
+                logging.NullHandler
+                inside = "no error"
+            except ImportError as exc:
+                inside = str(exc)
+        from ceo.config import Config
+        from ceo.inventory import Inventory
+        pool = transport.Pool(Inventory.parse("[ldap]\\nnowhere.csclub.internal ansible_host=127.0.0.9 ansible_port=2\\n"),
+                              Config())
+        pool.start(pool.inventory.hosts.values())
+        imported = "paramiko" in sys.modules and "paramiko.transport" in sys.modules
+        left = [m for m in ("logging", "traceback", "pathlib") if "stand-in" in repr(sys.modules.get(m))]
+        import logging, pathlib
+        real = [logging.NullHandler.__module__, pathlib.Path.__module__]
+        try:
+            pool.for_host(pool.inventory.hosts["nowhere.csclub.internal"])
+        except Exception as exc:
+            opened = type(exc).__name__
+        print(json.dumps([inside, imported, left, real, opened]))
+    """)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    inside, imported, left, real, opened = json.loads(proc.stdout)
+    assert "stood in for while paramiko is imported" in inside
+    assert imported and left == [] and real == ["logging", "pathlib"] and opened == "Unreachable"

@@ -82,6 +82,12 @@ class Desk:
                 self.early.set_result(self.perform(self.verb("whoami.show"), {}))
             except BaseException as exc:  # login() raises it, in the UI's own words
                 self.early.set_exception(exc)
+        if any(host.connection == "paramiko" for host in self.inventory.hosts.values()):
+            from ..transport import import_ssh
+            try:
+                import_ssh()  # here, not in the thread: textual is imported meanwhile (see import_ssh)
+            except ImportError:
+                pass  # the sign-in says so
         threading.Thread(target=ask, daemon=True).start()
 
     def menu(self) -> list[tuple[str, object, dict]]:
