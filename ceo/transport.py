@@ -776,11 +776,6 @@ class Pool:
         a verb that will need several hosts pays for about one handshake, not one per host.
         Whoever then asks for a host waits for its opening, and gets its error if it failed."""
         hosts = list(hosts)
-        if any(host.connection == "paramiko" for host in hosts):
-            try:
-                import_ssh()  # before the threads: this one goes on importing (see there)
-            except ImportError:
-                pass  # each opening says so
         for host in hosts:
             with self.lock:
                 if host.name in self.sessions:
@@ -788,6 +783,13 @@ class Pool:
             thread = threading.Thread(target=self._open_quietly, args=(host,), daemon=True)
             thread.start()
             self.openers.append(thread)
+        # Then this thread, which goes on working, imports paramiko (see import_ssh) while theirs
+        # connect: until they wait for that import they import only gssapi, none of its stand-ins.
+        if any(host.connection == "paramiko" for host in hosts):
+            try:
+                import_ssh()
+            except ImportError:
+                pass  # each opening says so
 
     def _open_quietly(self, host):
         try:
