@@ -227,10 +227,22 @@ def _run(cluster):
     return Run(Inventory.load(str(REPO / "hosts.ini")), Config.load("/etc/csc/ceo.ini"), Output(as_json=True))
 
 
-def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_user, monkeypatch, testkit):
-    from ceo import transport
+def _testkit_composite(cluster, name):
+    """(its declared roles, its result, the hosts its run opened a session to)"""
     from ceo.discovery import discover
     from ceo.runner import run_verb
+    verb = discover(Config.load("/etc/csc/ceo.ini").get("plugins", "site_dir")).verb("testkit", name)
+    run = _run(cluster)
+    try:
+        result = run_verb(run, verb, {})
+        hosts = sorted(run.pool.sessions)
+    finally:
+        run.close()
+    return verb.roles, result, hosts
+
+
+def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_user, monkeypatch, testkit):
+    from ceo import transport
     as_user("ofstaff")
     events, lock = [], threading.Lock()
     opening = transport.Session.open
@@ -244,14 +256,8 @@ def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_us
             with lock:
                 events.append(("end", self.host.name))
     monkeypatch.setattr(transport.Session, "open", recorded)
-    verb = discover(Config.load("/etc/csc/ceo.ini").get("plugins", "site_dir")).verb("testkit", "twohosts")
-    assert verb.roles == ("ldap", "databases")
-    run = _run(cluster)
-    try:
-        result = run_verb(run, verb, {})
-        hosts = sorted(run.pool.sessions)
-    finally:
-        run.close()
+    roles, result, hosts = _testkit_composite(cluster, "twohosts")
+    assert roles == ("ldap", "databases")
     assert result == {"ldap": "phosphoric-acid.csclub.internal", "databases": "coffee.csclub.internal"}
     assert hosts == ["coffee.csclub.internal", "phosphoric-acid.csclub.internal"]  # one session each
     # Both openings began before either ended: in parallel, not one after the other.
@@ -261,19 +267,9 @@ def test_a_composite_verb_opens_the_sessions_of_its_roles_at_once(cluster, as_us
 def test_the_one_host_twin_of_twohosts_opens_only_its_one_session(cluster, as_user, testkit):
     """The speed bench's baseline for what a second host adds: the same plugin and composite
     path as twohosts, one role fewer."""
-    from ceo.discovery import discover
-    from ceo.runner import run_verb
     as_user("ofstaff")
-    verb = discover(Config.load("/etc/csc/ceo.ini").get("plugins", "site_dir")).verb("testkit", "onehost")
-    assert verb.roles == ("ldap",)
-    run = _run(cluster)
-    try:
-        result = run_verb(run, verb, {})
-        hosts = sorted(run.pool.sessions)
-    finally:
-        run.close()
-    assert result == {"ldap": "phosphoric-acid.csclub.internal"}
-    assert hosts == ["phosphoric-acid.csclub.internal"]
+    assert _testkit_composite(cluster, "onehost") == (("ldap",), {"ldap": "phosphoric-acid.csclub.internal"},
+                                                      ["phosphoric-acid.csclub.internal"])
 
 
 def test_a_started_session_that_fails_gives_its_own_error_once_and_is_not_tried_again(cluster, as_user,
